@@ -1,0 +1,95 @@
+"""Choosing a backend by name, and the ``run_python`` entry point."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+from .base import ExecResult, Limits, SandboxBackend, SandboxUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Strongest first: ``auto`` picks the first usable one and never falls back to ``process``.
+AUTO_ORDER = ("bwrap", "docker")
+_instances: dict[tuple[str, bool], SandboxBackend] = {}
+_lock = threading.Lock()
+
+
+def _backend_class(name: str) -> type[SandboxBackend]:
+    if name == "bwrap":
+        from .bwrap import BwrapBackend
+
+        return BwrapBackend
+    if name == "docker":
+        from .docker_backend import DockerBackend
+
+        return DockerBackend
+    if name == "process":
+        from .process import ProcessBackend
+
+        return ProcessBackend
+    raise ValueError(f"unknown sandbox backend {name!r}; choose bwrap, docker, process or auto")
+
+
+def available_backends() -> dict[str, str | None]:
+    """Backend name -> ``None`` if usable here, else the reason it is not."""
+    return {name: _backend_class(name).probe() for name in ("bwrap", "docker", "process")}
+
+
+def get_backend(name: str | SandboxBackend = "auto", *, allow_unsafe: bool = False) -> SandboxBackend:
+    """A shared backend instance by name (``auto`` = the strongest available).
+
+    ``process`` only enforces rlimits; it is refused unless ``allow_unsafe=True``.
+    """
+    if isinstance(name, SandboxBackend):
+        return name
+    with _lock:
+        key = (name, allow_unsafe)
+        if key in _instances:
+            return _instances[key]
+        if name == "auto":
+            reasons = {}
+            for candidate in AUTO_ORDER:
+                reason = _backend_class(candidate).probe()
+                if reason is None:
+                    backend = _backend_class(candidate)()
+                    logger.info("sandbox backend 'auto' chose %r", candidate)
+                    break
+                reasons[candidate] = reason
+            else:
+                detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+                raise SandboxUnavailable(
+                    f"no isolating sandbox backend is available ({detail}). Install bubblewrap "
+                    "(apt-get install bubblewrap) or start a Docker engine; backend='process' runs "
+                    "code without isolation and needs allow_unsafe=True."
+                )
+        else:
+            cls = _backend_class(name)
+            reason = cls.probe()
+            if reason is not None:
+                raise SandboxUnavailable(f"sandbox backend {name!r} is unavailable: {reason}")
+            if not cls.trusted_isolation and not allow_unsafe:
+                raise SandboxUnavailable(
+                    f"backend {name!r} does not isolate untrusted code (rlimits only); "
+                    "pass allow_unsafe=True to use it anyway"
+                )
+            backend = cls()
+        _instances[key] = backend
+        return backend
+
+
+def run_python(
+    code: str,
+    *,
+    stdin: str | bytes = "",
+    backend: str | SandboxBackend = "auto",
+    limits: Limits | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    allow_unsafe: bool = False,
+) -> ExecResult:
+    """Run Python source ``code`` in a sandbox and return what happened."""
+    chosen = get_backend(backend, allow_unsafe=allow_unsafe)
+    all_files = dict(files or {})
+    all_files["main.py"] = code
+    return chosen.run([chosen.python, "main.py"], files=all_files, stdin=stdin, limits=limits or Limits())
