@@ -1,0 +1,1 @@
+"""sdpo_agent: SDPO and GRPO trainers driven by sdpo_envs environments."""
