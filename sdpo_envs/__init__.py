@@ -1,5 +1,12 @@
 """sdpo_envs: Gymnasium-style verifiable text environments with rich feedback."""
 
+from .adapters import (
+    EnvRewardFunction,
+    add_privileged_context,
+    as_reward_func,
+    make_env_factory,
+    make_vector_env,
+)
 from .core import Messages, TextEnv, TextSpace, Turn
 from .feedback import VERDICTS, Feedback, Verdict, bound_text
 from .registry import ENTRY_POINT_GROUP, discover_plugins, loaded_plugins, register, registered_envs
@@ -10,6 +17,7 @@ from .wrappers import FeedbackRetry
 __all__ = [
     "ENTRY_POINT_GROUP",
     "VERDICTS",
+    "EnvRewardFunction",
     "Feedback",
     "FeedbackRetry",
     "Messages",
@@ -20,11 +28,15 @@ __all__ = [
     "TextSpace",
     "Turn",
     "Verdict",
+    "add_privileged_context",
+    "as_reward_func",
     "batch_step",
     "bound_text",
     "discover_plugins",
     "load_tasks",
     "loaded_plugins",
+    "make_env_factory",
+    "make_vector_env",
     "read_jsonl",
     "register",
     "registered_envs",

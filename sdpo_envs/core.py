@@ -83,7 +83,9 @@ class TextEnv(gym.Env[str, str]):
         if max_feedback_chars < 64:
             raise ValueError(f"max_feedback_chars must be >= 64, got {max_feedback_chars}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         if dataset is None:
             dataset = self.default_dataset
         self.tasks: TaskSource | None = (

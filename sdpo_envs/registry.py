@@ -64,5 +64,7 @@ def discover_plugins() -> None:
         except Exception as exc:
             _loaded_plugins[ep.name] = f"{type(exc).__name__}: {exc}"
             warnings.warn(
-                f"sdpo_envs plugin {ep.name!r} ({ep.value}) failed to load: {exc}", RuntimeWarning, stacklevel=2
+                f"sdpo_envs plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
             )

@@ -69,7 +69,9 @@ class ProceduralTaskSource(TaskSource):
     ``size`` bounds the index range used when drawing (procedural sets are otherwise endless).
     """
 
-    def __init__(self, make_row: Callable[[int], Row], size: int = 1_000_000, name: str = "procedural") -> None:
+    def __init__(
+        self, make_row: Callable[[int], Row], size: int = 1_000_000, name: str = "procedural"
+    ) -> None:
         if size <= 0:
             raise ValueError(f"size must be positive, got {size}")
         self._make_row = make_row
@@ -101,7 +103,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Row]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
+                )
             rows.append(row)
     return rows
 
@@ -132,7 +136,9 @@ def load_tasks(
                 raise FileNotFoundError(f"task file {key!r} does not exist")
             return RowsTaskSource(read_jsonl(key), name=Path(key).name)
         known = ", ".join(sorted(builtins)) or "none"
-        raise ValueError(f"unknown dataset {key!r}: not a file and not a built-in set (built-in sets: {known})")
+        raise ValueError(
+            f"unknown dataset {key!r}: not a file and not a built-in set (built-in sets: {known})"
+        )
     try:  # datasets is optional at this point of the import graph only for speed
         import datasets
 

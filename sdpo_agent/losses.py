@@ -1,0 +1,455 @@
+"""Loss functions for SDPO and the GRPO family, as pure tensor functions.
+
+Every function states its formula in the docstring. Notation (see ALGORITHM.md):
+z_S, z_T student/teacher logits at completion positions (row t predicts token t),
+s = log_softmax(z_S), τ = log_softmax(z_T), y_t the sampled token, sg = stop-gradient,
+m the loss mask (completion mask × self-distillation mask × validity).
+
+Nothing here touches a model, a config object or a process group: the trainer passes
+plain tensors and settings in and gets tensors back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+POLICY_LOSS_MODES = ("distillation_only", "hybrid")
+
+TOKEN_LEVEL_ALPHA_ERROR = (
+    "token-level distillation requires distillation_alpha=1.0; "
+    "set full_logit_distillation=True for other divergences"
+)
+TOPK_REQUIRES_FULL_LOGIT_ERROR = "distillation_topk requires full_logit_distillation=True"
+
+# Clamp of the log importance ratio before exp, so one stale token cannot overflow.
+_IS_LOG_RATIO_BOUND = 20.0
+# Upper bound on the top-k mass before computing the tail, so log(1 - mass) stays finite.
+_TAIL_MAX_LOG_MASS = -1e-7
+# Added to the reward std, as in the reference, so constant groups give zero advantages.
+_ADVANTAGE_STD_EPS = 1e-4
+
+
+# --------------------------------------------------------------------------- log-probs
+
+
+def selective_log_softmax(logits: Tensor, ids: Tensor) -> Tensor:
+    """Log-probability of the chosen ids: log_softmax(logits)[..., ids].
+
+        out[b, t] = logits[b, t, ids[b, t]] − logsumexp_v logits[b, t, v]
+
+    Computed as gather − logsumexp one batch row at a time, so the full [B, T, V]
+    log_softmax is never materialised and the logsumexp temporary is one row big.
+    Half-precision logits are upcast per row to float32 (a bf16 logsumexp over a large
+    vocabulary loses several bits); the result is then float32.
+    """
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have a vocabulary axis, got shape {tuple(logits.shape)}")
+    if logits.shape[:-1] != ids.shape:
+        raise ValueError(f"ids shape {tuple(ids.shape)} does not match logits {tuple(logits.shape)}")
+    upcast = logits.dtype not in (torch.float32, torch.float64)
+    if logits.dim() == 2 or logits.shape[0] == 0:
+        rows = logits.float() if upcast else logits
+        return _gather_minus_lse(rows, ids)
+    return torch.stack(
+        [_gather_minus_lse(row.float() if upcast else row, row_ids) for row, row_ids in zip(logits, ids)]
+    )
+
+
+def _gather_minus_lse(logits: Tensor, ids: Tensor) -> Tensor:
+    picked = logits.gather(-1, ids.long().unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+# ------------------------------------------------------------------------ divergences
+
+
+def _kl(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """Elementwise terms of KL(P‖Q): e^{log p}·(log p − log q) (not yet summed)."""
+    return log_p.exp() * (log_p - log_q)
+
+
+def divergence(student_log_probs: Tensor, teacher_log_probs: Tensor, alpha: float) -> Tensor:
+    """Generalised Jensen–Shannon divergence between student S and teacher T, summed over the last axis.
+
+        α = 0:      KL(T‖S) = Σ e^τ (τ − s)                      (forward KL)
+        α = 1:      KL(S‖T) = Σ e^s (s − τ)                      (reverse KL)
+        otherwise:  log M = logsumexp(s + log(1−α), τ + log α)
+                    D = (1−α)·KL(S‖M) + α·KL(T‖M)                (α = 0.5: JSD)
+
+    The ends are special-cased on purpose: the mixture family tends to 0 at both ends,
+    so D is discontinuous at α ∈ {0, 1}, exactly as in the reference.
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    s, tau = student_log_probs, teacher_log_probs
+    if alpha == 0.0:
+        return _kl(tau, s).sum(-1)
+    if alpha == 1.0:
+        return _kl(s, tau).sum(-1)
+    log_mixture = torch.logaddexp(s + math.log1p(-alpha), tau + math.log(alpha))
+    return ((1.0 - alpha) * _kl(s, log_mixture) + alpha * _kl(tau, log_mixture)).sum(-1)
+
+
+def _append_tail(log_probs: Tensor) -> Tensor:
+    """[a_1..a_K] -> [a_1..a_K, log(1 − Σ e^{a_k})]: the remaining mass as one extra bucket.
+
+    tail = log(−expm1(min(logsumexp_k a_k, −1e−7))); the clamp keeps it finite when the
+    top-k already hold (numerically) all the mass.
+    """
+    log_mass = torch.logsumexp(log_probs, dim=-1, keepdim=True).clamp(max=_TAIL_MAX_LOG_MASS)
+    return torch.cat([log_probs, torch.log(-torch.expm1(log_mass))], dim=-1)
+
+
+def _renormalise(log_probs: Tensor) -> Tensor:
+    """a_k − logsumexp_k a_k: the distribution restricted to the K entries."""
+    return log_probs - torch.logsumexp(log_probs, dim=-1, keepdim=True)
+
+
+# ------------------------------------------------------------- self-distillation loss
+
+
+class SelfDistillationTerms(NamedTuple):
+    """Per-token distillation loss and the student's log-prob of each sampled token.
+
+    The second is what importance-sampling clipping needs; returning it saves the
+    trainer a second pass over the [B, T, V] student logits.
+    """
+
+    per_token_loss: Tensor
+    student_token_log_probs: Tensor
+
+
+def self_distillation_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    completion_ids: Tensor,
+    *,
+    full_logit_distillation: bool,
+    alpha: float = 1.0,
+    topk: int | None = None,
+    add_tail: bool = False,
+    temperature: float = 1.0,
+) -> SelfDistillationTerms:
+    """`self_distillation_per_token_loss` plus s_y (student log-prob of each sampled token).
+
+    See `self_distillation_per_token_loss` for the formulas; s_y = z_S[y] − logsumexp(z_S)
+    on temperature-scaled logits.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if temperature != 1.0:
+        # Skipped at 1.0 on purpose: dividing would copy two [B, T, V] tensors for nothing.
+        student_logits = student_logits / temperature
+        teacher_logits = teacher_logits / temperature
+
+    if topk is not None:
+        if not full_logit_distillation:
+            raise ValueError(TOPK_REQUIRES_FULL_LOGIT_ERROR)
+        if topk <= 0:
+            raise ValueError(f"distillation_topk must be > 0, got {topk}")
+        return _topk_terms(student_logits, teacher_logits, completion_ids, alpha, topk, add_tail)
+    if full_logit_distillation:
+        s = torch.log_softmax(student_logits, dim=-1)
+        tau = torch.log_softmax(teacher_logits, dim=-1)
+        s_y = s.gather(-1, completion_ids.long().unsqueeze(-1)).squeeze(-1)
+        return SelfDistillationTerms(divergence(s, tau, alpha), s_y)
+    if alpha != 1.0:
+        raise ValueError(TOKEN_LEVEL_ALPHA_ERROR)
+    s_y = selective_log_softmax(student_logits, completion_ids)
+    tau_y = selective_log_softmax(teacher_logits, completion_ids)
+    return SelfDistillationTerms((s_y - tau_y).detach() * s_y, s_y)
+
+
+def _topk_terms(
+    z_s: Tensor, z_t: Tensor, ids: Tensor, alpha: float, topk: int, add_tail: bool
+) -> SelfDistillationTerms:
+    # Larger K than the vocabulary means "everything"; the reference would raise instead.
+    k = min(int(topk), z_s.shape[-1])
+    lse_s = torch.logsumexp(z_s, dim=-1, keepdim=True)
+    lse_t = torch.logsumexp(z_t, dim=-1, keepdim=True)
+    top_values, top_indices = torch.topk(z_s, k=k, dim=-1)
+    a = top_values - lse_s
+    b = z_t.gather(-1, top_indices) - lse_t
+    if add_tail:
+        a, b = _append_tail(a), _append_tail(b)
+    else:
+        a, b = _renormalise(a), _renormalise(b)
+    s_y = (z_s.gather(-1, ids.long().unsqueeze(-1)) - lse_s).squeeze(-1)
+    return SelfDistillationTerms(divergence(a, b, alpha), s_y)
+
+
+def self_distillation_per_token_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    completion_ids: Tensor,
+    *,
+    full_logit_distillation: bool,
+    alpha: float = 1.0,
+    topk: int | None = None,
+    add_tail: bool = False,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Per-token SDPO loss ℓ[B, T] before IS clipping, masking and aggregation.
+
+    Raw logits [B, T, V] in; both are first divided by `temperature`.
+
+    top-k (`topk` set; needs `full_logit_distillation`), support I = topk(z_S, K):
+        a_k = z_S[I_k] − logsumexp(z_S),  b_k = z_T[I_k] − logsumexp(z_T)
+        add_tail:  a ← [a, log(1 − Σ e^a)], b ← [b, log(1 − Σ e^b)]
+        else:      a ← a − logsumexp(a),   b ← b − logsumexp(b)
+        ℓ = divergence(a, b, α)
+      (gradient flows through the values and logsumexps, not through the index choice)
+    full logit:
+        ℓ = divergence(s, τ, α) over the vocabulary
+    token level (default; α must be 1):
+        ℓ_t = sg(s_y − τ_y) · s_y
+      Its value is not a KL (it can be negative); its gradient sg(s_y − τ_y)·∇s_y is the
+      score-function estimate of ∇KL(student‖teacher) at the sampled token.
+    """
+    return self_distillation_terms(
+        student_logits,
+        teacher_logits,
+        completion_ids,
+        full_logit_distillation=full_logit_distillation,
+        alpha=alpha,
+        topk=topk,
+        add_tail=add_tail,
+        temperature=temperature,
+    ).per_token_loss
+
+
+def importance_sampling_clip(
+    per_token_loss: Tensor,
+    student_token_log_probs: Tensor,
+    old_token_log_probs: Tensor | None,
+    clip: float | None,
+) -> Tensor:
+    """Truncated importance weight on the distillation loss.
+
+        ρ_t = sg(min(exp(clamp(s_y − old_y, −20, 20)), clip)),   returns ρ_t · ℓ_t
+
+    No lower cap. Returns ℓ unchanged when there are no old log-probs (on-policy step)
+    or `clip` is None (clipping disabled).
+    """
+    if old_token_log_probs is None or clip is None:
+        return per_token_loss
+    if clip <= 0:
+        raise ValueError(f"distillation_is_clip must be > 0, got {clip}")
+    log_ratio = (student_token_log_probs - old_token_log_probs).detach()
+    ratio = log_ratio.clamp(-_IS_LOG_RATIO_BOUND, _IS_LOG_RATIO_BOUND).exp().clamp(max=clip)
+    return per_token_loss * ratio
+
+
+# ------------------------------------------------------------------------ aggregation
+
+
+def token_mean(per_token_loss: Tensor, mask: Tensor) -> Tensor:
+    """Σ m·ℓ / max(1, Σ m): the logged `distillation_loss` metric, whatever the loss_type."""
+    mask = mask.to(per_token_loss.dtype)
+    return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def aggregate(
+    per_token_loss: Tensor,
+    mask: Tensor,
+    loss_type: str,
+    max_completion_length: int | None = None,
+) -> Tensor:
+    """Reduce ℓ[B, T] under mask m[B, T] to a scalar.
+
+        grpo:         (1/B) Σ_i [ Σ_t m_it ℓ_it / max(1, Σ_t m_it) ]
+        bnpo, dapo:   Σ m ℓ / max(1, Σ m)          (over the micro-batch)
+        dr_grpo:      Σ m ℓ / (B · max_completion_length)
+    """
+    mask = mask.to(per_token_loss.dtype)
+    if per_token_loss.dim() == 1:
+        per_token_loss, mask = per_token_loss.unsqueeze(0), mask.unsqueeze(0)
+    masked = per_token_loss * mask
+    if loss_type == "grpo":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if loss_type in ("bnpo", "dapo"):
+        return masked.sum() / mask.sum().clamp(min=1.0)
+    if loss_type == "dr_grpo":
+        if max_completion_length is None or max_completion_length <= 0:
+            raise ValueError("loss_type='dr_grpo' needs a positive max_completion_length")
+        return masked.sum() / (per_token_loss.shape[0] * max_completion_length)
+    raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+
+
+def combine_losses(
+    mode: str,
+    policy_loss: Tensor | None,
+    distillation_loss: Tensor,
+    weight: float,
+    grad_accum_steps: int,
+) -> Tensor:
+    """The loss that is back-propagated, w = distillation_weight, GA = grad_accum_steps.
+
+        distillation_only:  L = w · L_d / GA
+        hybrid:             L = (L_pg + w · L_d) / GA      (additive; w may exceed 1)
+
+    GA is the trainer's gradient-accumulation steps while training, 1 otherwise.
+    """
+    if grad_accum_steps < 1:
+        raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+    if mode == "distillation_only":
+        return weight * distillation_loss / grad_accum_steps
+    if mode == "hybrid":
+        if policy_loss is None:
+            raise ValueError("sdpo_policy_loss_mode='hybrid' needs a policy loss")
+        return (policy_loss + weight * distillation_loss) / grad_accum_steps
+    raise ValueError(f"sdpo_policy_loss_mode must be one of {POLICY_LOSS_MODES}, got {mode!r}")
+
+
+# ------------------------------------------------------------------ GRPO-family pieces
+
+
+def weighted_rewards(
+    rewards_per_func: Tensor, reward_weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """R_i = Σ_k w_k · r_ik over reward functions, and which rows have a reward at all.
+
+    rewards_per_func[N, K] holds NaN where function k returned None. As in the reference,
+    a NaN term is skipped (nansum); a row where every function returned None is marked
+    invalid (False) instead of silently scoring 0.
+    """
+    if rewards_per_func.dim() == 1:
+        rewards_per_func = rewards_per_func.unsqueeze(1)
+    if reward_weights is None:
+        reward_weights = torch.ones(rewards_per_func.shape[1], dtype=rewards_per_func.dtype)
+    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype)
+    valid = ~torch.isnan(rewards_per_func).all(dim=1)
+    return (rewards_per_func * weights).nansum(dim=1), valid
+
+
+def _normalise_scale_rewards(scale_rewards: str | bool) -> str:
+    if scale_rewards is True:
+        return "group"
+    if scale_rewards is False:
+        return "none"
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS} (or a bool), got {scale_rewards!r}")
+    return scale_rewards
+
+
+def group_advantages(
+    rewards: Tensor | list[float | None],
+    num_generations: int,
+    scale_rewards: str | bool,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Group-relative advantages over consecutive groups of G = num_generations rewards.
+
+        A_i = (R_i − mean_group(R)) / (σ + 1e−4)
+        σ = unbiased std of the group ("group"), of the whole batch ("batch"), or
+            σ + 1e−4 := 1 ("none"); True/False mean "group"/"none". σ = 0 with < 2 entries.
+
+    Improvement over the reference: entries that are NaN/None or have valid=False are
+    left out of every mean and std, get A = 0, and come back as False in the returned
+    validity mask, which the trainer multiplies into every loss mask.
+
+    Returns (advantages[N], valid[N] bool).
+    """
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    mode = _normalise_scale_rewards(scale_rewards)
+    if not isinstance(rewards, Tensor):
+        rewards = torch.tensor([math.nan if r is None else float(r) for r in rewards], dtype=torch.float32)
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    if rewards.dim() != 1 or rewards.numel() % num_generations:
+        raise ValueError(
+            f"rewards must be 1-D with a length divisible by num_generations={num_generations}, "
+            f"got shape {tuple(rewards.shape)}"
+        )
+    ok = ~torch.isnan(rewards)
+    if valid is not None:
+        ok = ok & valid.to(device=rewards.device, dtype=torch.bool)
+    okf = ok.to(rewards.dtype)
+    r = torch.where(ok, rewards, torch.zeros_like(rewards))
+
+    grouped, grouped_ok = r.view(-1, num_generations), okf.view(-1, num_generations)
+    count = grouped_ok.sum(1, keepdim=True)
+    mean = grouped.sum(1, keepdim=True) / count.clamp(min=1.0)
+    centered = (grouped - mean) * grouped_ok
+    advantages = centered.reshape(-1)
+
+    if mode == "group":
+        std = _unbiased_std(centered, count).expand_as(centered).reshape(-1)
+        advantages = advantages / (std + _ADVANTAGE_STD_EPS)
+    elif mode == "batch":
+        total = okf.sum()
+        batch_centered = (r - r.sum() / total.clamp(min=1.0)) * okf
+        advantages = advantages / (_unbiased_std(batch_centered, total) + _ADVANTAGE_STD_EPS)
+    return advantages * okf, ok
+
+
+def _unbiased_std(centered: Tensor, count: Tensor) -> Tensor:
+    """sqrt(Σ c² / (n − 1)) along the last axis (all of it for 1-D), 0 where n < 2."""
+    sq = (centered**2).sum(-1, keepdim=centered.dim() > 1)
+    std = (sq / (count - 1).clamp(min=1.0)).sqrt()
+    return torch.where(count >= 2, std, torch.zeros_like(std))
+
+
+def policy_loss(
+    per_token_logps: Tensor,
+    old_per_token_logps: Tensor | None,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    epsilon: float,
+    epsilon_high: float | None,
+    importance_sampling_level: str,
+    loss_type: str,
+    max_completion_length: int | None,
+    beta: float = 0.0,
+    ref_per_token_logps: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Clipped surrogate policy-gradient loss (GRPO/DAPO/Dr.GRPO/GSPO family).
+
+        r_t = log π_θ(y_t) − log π_old(y_t)   (old := sg(log π_θ) when absent: ratio 1, live gradient)
+        "sequence" level:  r_t := Σ_t m_t r_t / max(1, Σ_t m_t)   for every t of the row
+        ℓ_t = −min(e^{r_t}·A, clip(e^{r_t}, 1 − ε, 1 + ε_high)·A)          (ε_high defaults to ε)
+        beta > 0:  ℓ_t += β · (e^{ref − logp} − (ref − logp) − 1)        (k3 estimate of KL to ref)
+        L = aggregate(ℓ, m, loss_type, max_completion_length)
+
+    Returns (per_token_loss[B, T], L).
+    """
+    if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
+        raise ValueError(
+            f"importance_sampling_level must be one of {IMPORTANCE_SAMPLING_LEVELS}, "
+            f"got {importance_sampling_level!r}"
+        )
+    eps_low = epsilon
+    eps_high = epsilon if epsilon_high is None else epsilon_high
+    if old_per_token_logps is None:
+        old_per_token_logps = per_token_logps.detach()
+    log_ratio = per_token_logps - old_per_token_logps
+    if importance_sampling_level == "sequence":
+        m = mask.to(log_ratio.dtype)
+        seq = (log_ratio * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
+        log_ratio = seq.expand_as(per_token_logps)
+    adv = advantages.reshape(-1, 1).to(per_token_logps.dtype)
+    ratio = log_ratio.exp()
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
+    per_token_loss = -torch.minimum(unclipped, clipped)
+    if beta != 0.0:
+        if ref_per_token_logps is None:
+            raise ValueError("beta != 0 needs ref_per_token_logps")
+        delta = ref_per_token_logps - per_token_logps
+        per_token_loss = per_token_loss + beta * (delta.exp() - delta - 1.0)
+    return per_token_loss, aggregate(per_token_loss, mask, loss_type, max_completion_length)
