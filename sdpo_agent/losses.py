@@ -270,9 +270,9 @@ def aggregate(
 ) -> Tensor:
     """Reduce ℓ[B, T] under mask m[B, T] to a scalar.
 
-        grpo:         (1/B) Σ_i [ Σ_t m_it ℓ_it / max(1, Σ_t m_it) ]
-        bnpo, dapo:   Σ m ℓ / max(1, Σ m)          (over the micro-batch)
-        dr_grpo:      Σ m ℓ / (B · max_completion_length)
+    grpo:         (1/B) Σ_i [ Σ_t m_it ℓ_it / max(1, Σ_t m_it) ]
+    bnpo, dapo:   Σ m ℓ / max(1, Σ m)          (over the micro-batch)
+    dr_grpo:      Σ m ℓ / (B · max_completion_length)
     """
     mask = mask.to(per_token_loss.dtype)
     if per_token_loss.dim() == 1:
@@ -317,9 +317,7 @@ def combine_losses(
 # ------------------------------------------------------------------ GRPO-family pieces
 
 
-def weighted_rewards(
-    rewards_per_func: Tensor, reward_weights: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
+def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """R_i = Σ_k w_k · r_ik over reward functions, and which rows have a reward at all.
 
     rewards_per_func[N, K] holds NaN where function k returned None. As in the reference,
@@ -394,7 +392,7 @@ def group_advantages(
         total = okf.sum()
         batch_centered = (r - r.sum() / total.clamp(min=1.0)) * okf
         advantages = advantages / (_unbiased_std(batch_centered, total) + _ADVANTAGE_STD_EPS)
-    return advantages * okf, ok
+    return advantages, ok
 
 
 def _unbiased_std(centered: Tensor, count: Tensor) -> Tensor:

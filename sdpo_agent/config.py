@@ -1,0 +1,271 @@
+"""Configurations: ``GRPOConfig`` and ``SDPOConfig`` extend ``transformers.TrainingArguments``.
+
+Field names and defaults follow the reference SDPO trainer page; invalid combinations raise
+``ValueError`` at construction with a message naming the fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainingArguments
+
+SCALE_REWARDS = ("group", "batch", "none")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+IS_LEVELS = ("token", "sequence")
+TEACHER_MODES = ("ema", "none", "trust_region")
+POLICY_LOSS_MODES = ("distillation_only", "hybrid")
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+@dataclass
+class RolloutConfig(TrainingArguments):
+    """Fields shared by every trainer on the rollout path (generation, rewards, policy loss)."""
+
+    # Reference overrides of TrainingArguments defaults.
+    remove_unused_columns: bool = False
+    gradient_checkpointing: bool = True
+    logging_steps: float = 10
+    bf16: bool | None = None
+    trackio_space_id: str | None = "trackio"
+    # Kept from the reference signature although transformers 5 dropped them.
+    warmup_ratio: float | None = None
+    logging_dir: str | None = None
+
+    model_init_kwargs: dict[str, Any] | None = None
+    disable_dropout: bool = False
+    max_prompt_length: int | None = 512
+    num_generations: int = 8
+    num_generations_eval: int | None = None
+    max_completion_length: int | None = 256
+    ds3_gather_for_generation: bool = True
+    shuffle_dataset: bool = True
+    generation_batch_size: int | None = None
+    steps_per_generation: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    generation_kwargs: dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    repetition_penalty: float = 1.0
+    use_transformers_paged: bool = False
+    cache_implementation: str | None = None
+    use_vllm: bool = False
+    beta: float = 0.0
+    num_iterations: int = 1
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    importance_sampling_level: str = "token"
+    reward_weights: list[float] | None = None
+    scale_rewards: str | bool = "group"
+    loss_type: str = "dapo"
+    mask_truncated_completions: bool = False
+    sync_ref_model: bool = False
+    ref_model_mixup_alpha: float = 0.6
+    ref_model_sync_steps: int = 512
+    top_entropy_quantile: float = 1.0
+    diagnostics_warning_interval: int = 10
+    diagnostics_flat_tolerance: float = 1e-8
+
+    # Environment extension (beyond the reference): rollouts judged by sdpo_envs environments.
+    env_kwargs: dict[str, Any] | None = field(
+        default=None, metadata={"help": "kwargs for gymnasium.make(env)"}
+    )
+    max_turns: int | None = field(default=None, metadata={"help": "turn limit for multi-turn envs"})
+    judge_timeout_s: float = field(
+        default=120.0, metadata={"help": "backstop per env step; then judge_error"}
+    )
+    judge_workers: int | None = field(
+        default=None, metadata={"help": "threads judging rollouts concurrently"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.bf16 is None:
+            self.bf16 = _bf16_supported()
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            self.warmup_steps = self.warmup_ratio  # transformers 5 reads a fraction < 1 as a ratio
+        if self.activation_checkpointing is None:  # adopt the reference's name without a deprecation warning
+            self.activation_checkpointing = self.gradient_checkpointing
+        if isinstance(self.scale_rewards, bool):
+            self.scale_rewards = "group" if self.scale_rewards else "none"
+        super().__post_init__()
+        if self.epsilon_high is None:
+            self.epsilon_high = self.epsilon
+        self._resolve_generation_batch()
+        self._validate_rollout_fields()
+
+    def _resolve_generation_batch(self) -> None:
+        per_step = self.per_device_train_batch_size * self.world_size
+        if self.generation_batch_size is None and self.steps_per_generation is None:
+            self.steps_per_generation = self.gradient_accumulation_steps
+            self.generation_batch_size = per_step * self.steps_per_generation
+        elif self.generation_batch_size is not None and self.steps_per_generation is None:
+            if self.generation_batch_size % per_step != 0:
+                raise ValueError(
+                    f"generation_batch_size ({self.generation_batch_size}) must be divisible by "
+                    f"per_device_train_batch_size * world_size ({per_step})"
+                )
+            self.steps_per_generation = self.generation_batch_size // per_step
+        elif self.generation_batch_size is None:
+            self.generation_batch_size = per_step * self.steps_per_generation
+        else:
+            raise ValueError("set either generation_batch_size or steps_per_generation, not both")
+
+    def _validate_rollout_fields(self) -> None:
+        checks = [
+            (
+                self.scale_rewards in SCALE_REWARDS,
+                f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}",
+            ),
+            (
+                self.importance_sampling_level in IS_LEVELS,
+                f"importance_sampling_level must be one of {IS_LEVELS}, got {self.importance_sampling_level!r}",
+            ),
+            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}"),
+            (self.num_generations >= 1, f"num_generations must be >= 1, got {self.num_generations}"),
+            (
+                self.diagnostics_warning_interval >= 0,
+                f"diagnostics_warning_interval must be >= 0, got {self.diagnostics_warning_interval}",
+            ),
+            (
+                self.diagnostics_flat_tolerance >= 0,
+                f"diagnostics_flat_tolerance must be >= 0, got {self.diagnostics_flat_tolerance}",
+            ),
+            (
+                self.generation_batch_size % self.num_generations == 0,
+                f"generation_batch_size ({self.generation_batch_size}, from per_device_train_batch_size "
+                f"* world_size * steps_per_generation) must be divisible by num_generations ({self.num_generations})",
+            ),
+            (self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}"),
+            (
+                self.max_completion_length is None or self.max_completion_length >= 1,
+                f"max_completion_length must be >= 1, got {self.max_completion_length}",
+            ),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
+        ]
+        if self.num_generations_eval is not None:
+            checks.append(
+                (
+                    self.num_generations_eval >= 1,
+                    f"num_generations_eval must be >= 1, got {self.num_generations_eval}",
+                )
+            )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def old_logps_needed(self) -> bool:
+        """Old log-probs exist only when a generation batch outlives one optimizer step."""
+        return self.gradient_accumulation_steps % (self.steps_per_generation * self.num_iterations) != 0
+
+
+@dataclass
+class GRPOConfig(RolloutConfig):
+    """The RLVR baseline: group-normalised policy gradient (``loss_type`` grpo, bnpo, dr_grpo, dapo)."""
+
+
+@dataclass
+class SDPOConfig(RolloutConfig):
+    """Self-Distillation Policy Optimization: the reference fields, plus the ``trust_region`` teacher."""
+
+    distillation_alpha: float = 1.0
+    distillation_topk: int | None = None
+    full_logit_distillation: bool = False
+    distillation_is_clip: float | None = 2.0
+    distillation_add_tail: bool = False
+    distillation_weight: float = 1.0
+    dont_reprompt_on_self_success: bool = True
+    sdpo_policy_loss_mode: str = "distillation_only"
+    teacher_regularization: str = "ema"
+    teacher_update_rate: float | None = None
+    ema_update_rate: float = 0.05
+    max_reprompt_len: int = 10240
+    use_successful_as_teacher: bool = True
+    success_reward_threshold: float = 1.0
+    reprompt_template: str = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
+    solution_template: str = "\nCorrect solution:\n\n{successful_previous_attempt}\n\n"
+    feedback_template: str = (
+        "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback_raw}\n\n"
+    )
+    include_environment_feedback: bool = False
+    environment_feedback_only_without_solution: bool = False
+    remove_thinking_from_demonstration: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._validate_sdpo_fields()
+
+    @property
+    def resolved_teacher_update_rate(self) -> float:
+        return self.ema_update_rate if self.teacher_update_rate is None else self.teacher_update_rate
+
+    def _validate_sdpo_fields(self) -> None:
+        rate = self.resolved_teacher_update_rate
+        checks = [
+            (
+                0.0 <= self.distillation_alpha <= 1.0,
+                f"distillation_alpha must be in [0, 1], got {self.distillation_alpha}",
+            ),
+            (
+                self.distillation_topk is None or self.distillation_topk > 0,
+                f"distillation_topk must be > 0, got {self.distillation_topk}",
+            ),
+            (
+                self.distillation_is_clip is None or self.distillation_is_clip > 0,
+                f"distillation_is_clip must be > 0, got {self.distillation_is_clip}",
+            ),
+            (
+                self.distillation_weight >= 0,
+                f"distillation_weight must be >= 0, got {self.distillation_weight}",
+            ),
+            (
+                self.teacher_regularization in TEACHER_MODES,
+                f"teacher_regularization must be one of {TEACHER_MODES}, got {self.teacher_regularization!r}",
+            ),
+            (
+                0.0 <= rate <= 1.0,
+                f"teacher_update_rate (or ema_update_rate when teacher_update_rate is None) must be in [0, 1], got {rate}",
+            ),
+            (
+                self.sdpo_policy_loss_mode in POLICY_LOSS_MODES,
+                f"sdpo_policy_loss_mode must be one of {POLICY_LOSS_MODES}, got {self.sdpo_policy_loss_mode!r}",
+            ),
+            (
+                self.sdpo_policy_loss_mode != "distillation_only" or self.distillation_weight > 0,
+                "sdpo_policy_loss_mode='distillation_only' requires distillation_weight > 0, "
+                f"got distillation_weight={self.distillation_weight}",
+            ),
+            (self.max_reprompt_len > 0, f"max_reprompt_len must be > 0, got {self.max_reprompt_len}"),
+            (
+                self.full_logit_distillation or self.distillation_alpha == 1.0,
+                "token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True "
+                f"for other divergences (got distillation_alpha={self.distillation_alpha}, full_logit_distillation=False)",
+            ),
+            (
+                self.distillation_topk is None or self.full_logit_distillation,
+                "distillation_topk requires full_logit_distillation=True "
+                f"(got distillation_topk={self.distillation_topk}, full_logit_distillation=False)",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        for name in ("reprompt_template", "solution_template", "feedback_template"):
+            template = getattr(self, name)
+            try:
+                template.format(
+                    prompt="", solution="", feedback="", successful_previous_attempt="", feedback_raw=""
+                )
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{name} is not a valid format template: {exc!r}") from None

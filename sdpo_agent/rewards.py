@@ -1,0 +1,156 @@
+"""The reward step: environment rewards and TRL-convention reward functions, combined.
+
+A reward function is ``f(prompts, completions, completion_ids=..., **columns) -> list[float | None]``;
+``None`` means "not applicable to this sample" (as in TRL, the weighted sum skips it). A
+rollout is *invalid* — excluded from advantages and losses — when no reward source could
+score it (all ``None``) or its environment verdict is ``judge_error``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+RewardFunc = Callable[..., Sequence[float | None]]
+
+
+@dataclass
+class RewardBatch:
+    per_func: torch.Tensor  # [N, F], NaN where a source returned None
+    total: torch.Tensor  # [N], weighted sum over the non-None sources (0 for invalid rows)
+    valid: torch.Tensor  # [N] bool
+    names: list[str]
+
+
+def reward_func_name(func: Any) -> str:
+    if hasattr(func, "config") and hasattr(func.config, "_name_or_path"):
+        return func.config._name_or_path.split("/")[-1]
+    return getattr(func, "__name__", type(func).__name__)
+
+
+def _call_reward_func(func: RewardFunc, prompts, completions, completion_ids, columns) -> list[float | None]:
+    kwargs = dict(columns)
+    params = inspect.signature(func).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if accepts_any or "completion_ids" in params:
+        kwargs["completion_ids"] = completion_ids
+    if not accepts_any:
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    values = list(func(prompts=prompts, completions=completions, **kwargs))
+    if len(values) != len(completions):
+        raise ValueError(
+            f"reward function {reward_func_name(func)!r} returned {len(values)} rewards for {len(completions)} completions"
+        )
+    for value in values:
+        if value is not None and not isinstance(value, (int, float)):
+            raise TypeError(
+                f"reward function {reward_func_name(func)!r} returned {type(value).__name__}, expected float or None"
+            )
+    return values
+
+
+def score(
+    reward_funcs: Sequence[RewardFunc],
+    weights: torch.Tensor,
+    *,
+    prompts: list[Any],
+    completions: list[Any],
+    completion_ids: list[list[int]],
+    columns: dict[str, list[Any]],
+    env_rewards: list[float | None] | None = None,
+    judge_errors: list[bool] | None = None,
+) -> RewardBatch:
+    """Score a batch of rollouts; the env reward (when present) is the first source."""
+    sources: list[list[float | None]] = []
+    names: list[str] = []
+    if env_rewards is not None:
+        sources.append(list(env_rewards))
+        names.append("env")
+    for func in reward_funcs:
+        sources.append(_call_reward_func(func, prompts, completions, completion_ids, columns))
+        names.append(reward_func_name(func))
+    n = len(completions)
+    per_func = torch.tensor(
+        [[math.nan if s[i] is None else float(s[i]) for s in sources] for i in range(n)], dtype=torch.float32
+    ).reshape(n, len(sources))
+    if weights.numel() != len(sources):
+        raise ValueError(
+            f"reward_weights has {weights.numel()} entries but there are {len(sources)} reward sources {names}"
+        )
+    scored = ~torch.isnan(per_func)
+    total = torch.where(scored, per_func * weights.to(per_func.dtype), torch.zeros_like(per_func)).sum(dim=1)
+    valid = scored.any(dim=1) if sources else torch.zeros(n, dtype=torch.bool)
+    if judge_errors is not None:
+        valid &= ~torch.tensor(judge_errors, dtype=torch.bool)
+    return RewardBatch(
+        per_func=per_func, total=torch.where(valid, total, torch.zeros_like(total)), valid=valid, names=names
+    )
+
+
+class RewardModelFunc:
+    """A sequence-classification reward model used as a reward function (TRL's convention:
+    the score is ``logits[:, 0]`` of prompt + completion)."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, chat_template_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.template_kwargs = dict(chat_template_kwargs or {})
+        self.__name__ = reward_func_name(model)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+        texts = []
+        for prompt, completion in zip(prompts, completions):
+            if isinstance(prompt, list):
+                texts.append(
+                    self.tokenizer.apply_chat_template(
+                        prompt + completion, tokenize=False, **self.template_kwargs
+                    )
+                )
+            else:
+                texts.append(prompt + completion)
+        inputs = self.tokenizer(
+            texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        )
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        return self.model(**inputs).logits[:, 0].float().tolist()
+
+
+def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) -> list[RewardFunc]:
+    """Normalise ``reward_funcs`` (a callable, a model id/path, a model, or a list of them)."""
+    if reward_funcs is None:
+        return []
+    funcs = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    classes = reward_processing_classes
+    if not isinstance(classes, (list, tuple)):
+        classes = [classes] * len(funcs)
+    if len(classes) != len(funcs):
+        raise ValueError(f"got {len(classes)} reward_processing_classes for {len(funcs)} reward_funcs")
+    out: list[RewardFunc] = []
+    for func, tokenizer in zip(funcs, classes):
+        if isinstance(func, str):
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            model = AutoModelForSequenceClassification.from_pretrained(func, num_labels=1)
+            out.append(RewardModelFunc(model, tokenizer or AutoTokenizer.from_pretrained(func)))
+        elif isinstance(func, torch.nn.Module):
+            if tokenizer is None:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(func.config._name_or_path)
+            out.append(RewardModelFunc(func, tokenizer))
+        elif callable(func):
+            out.append(func)
+        else:
+            raise TypeError(
+                f"reward function must be callable, a model or a model id, got {type(func).__name__}"
+            )
+    return out
