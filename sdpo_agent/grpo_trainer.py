@@ -19,7 +19,7 @@ def policy_gradient_loss(
     args = trainer.args
     logps = selective_log_softmax(logits, inputs["completion_ids"])
     mask = inputs["completion_mask"] * inputs["valid"].unsqueeze(1)
-    per_token, loss = policy_loss(
+    _, loss = policy_loss(
         logps,
         inputs.get("old_per_token_logps"),
         inputs["advantages"],

@@ -178,7 +178,7 @@ class RolloutTrainer(Trainer):
 
     def build_batch(self, rows: list[dict[str, Any]], mode: str) -> dict[str, Any]:
         """rollout → reward → tensors → (subclass) extend_batch."""
-        prompts, contexts, rollouts = self.rollout(rows)
+        prompts, rollouts = self.rollout(rows)
         completions_text = [
             self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts
         ]
@@ -219,7 +219,7 @@ class RolloutTrainer(Trainer):
             prompts = [row["prompt"] for row in rows]
             tools = [None] * len(rows)
         prompt_ids = [self._tokenize_prompt(p, t) for p, t in zip(prompts, tools)]
-        return prompts, contexts, self.agent.run(prompt_ids, contexts)
+        return prompts, self.agent.run(prompt_ids, contexts)
 
     def reward(self, rows, prompts, completions_text, rollouts, mode):
         """Score rollouts; group-normalise over the whole (gathered) generation batch."""
