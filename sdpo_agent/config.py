@@ -121,6 +121,8 @@ class RolloutConfig(TrainingArguments):
             raise ValueError("set either generation_batch_size or steps_per_generation, not both")
 
     def _validate_rollout_fields(self) -> None:
+        if self.num_generations < 1:
+            raise ValueError(f"num_generations must be >= 1, got {self.num_generations}")
         checks = [
             (
                 self.scale_rewards in SCALE_REWARDS,

@@ -52,6 +52,13 @@ class SDPOTrainer(RolloutTrainer):
         else:
             feedbacks = [row.get("privileged_context") for row in rows]
         g = self._num_generations(mode)
+        # A group's siblings may sit on other processes: build reprompts over the gathered batch.
+        local = slice(
+            self.accelerator.process_index * len(rows), (self.accelerator.process_index + 1) * len(rows)
+        )
+        prompts, completions, rewards, feedbacks = (
+            self._gather_list(x) for x in (prompts, completions, rewards, feedbacks)
+        )
         teacher_prompts, sd_mask = build_teacher_messages(
             prompts,
             completions,
@@ -61,6 +68,10 @@ class SDPOTrainer(RolloutTrainer):
             args=self.args,
             per_rollout_feedback=per_rollout,
         )
+        metrics = reprompt_metrics(
+            rewards, feedbacks, sd_mask, num_generations=g, args=self.args, per_rollout_feedback=per_rollout
+        )
+        teacher_prompts, sd_mask = teacher_prompts[local], sd_mask[local]
         context = tokenize_teacher_prompts(
             teacher_prompts,
             batch["completion_ids"],
@@ -74,9 +85,7 @@ class SDPOTrainer(RolloutTrainer):
         batch["self_distillation_mask"] = torch.tensor(
             sd_mask, dtype=torch.float32, device=batch["completion_ids"].device
         )
-        for key, value in reprompt_metrics(
-            rewards, feedbacks, sd_mask, num_generations=g, args=self.args, per_rollout_feedback=per_rollout
-        ).items():
+        for key, value in metrics.items():
             self._metrics[mode][key].append(value)
         self.diagnostics.check_self_distillation(batch["self_distillation_mask"], mode)
         self.dispatch_event(
@@ -95,6 +104,13 @@ class SDPOTrainer(RolloutTrainer):
             teacher_attention_mask=batch["teacher_attention_mask"],
             self_distillation_mask=batch["self_distillation_mask"],
         )
+
+    def _gather_list(self, values: list[Any]) -> list[Any]:
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        from accelerate.utils import gather_object
+
+        return gather_object(list(values))
 
     # -- loss (per micro-batch) ----------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

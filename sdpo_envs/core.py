@@ -64,7 +64,7 @@ class TextEnv(gym.Env[str, str]):
     a broken environment never stops a training run.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     builtin_datasets: ClassVar[Mapping[str, Callable[..., TaskSource]]] = {}
     default_dataset: ClassVar[str | None] = None
 

@@ -1,0 +1,114 @@
+"""SDPOConfig / GRPOConfig: reference fields and defaults, and the validation rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from sdpo_agent import GRPOConfig, SDPOConfig
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "trl-sdpo-docs.txt"
+
+
+def _reference_fields() -> dict[str, str]:
+    text = REFERENCE.read_text()
+    signature = text[text.index("class trl.experimental.sdpo.SDPOConfig") :]
+    signature = signature[
+        signature.index("( ") + 2 : signature.index("Parameters that control the SDPO loss")
+    ]
+    return dict(re.findall(r"(\w+): .+? = (.+?)(?= \w+: |\s*\)\s*$)", signature, flags=re.S))
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="reference page not beside the checkout")
+def test_every_reference_field_exists_with_the_reference_default(tmp_path):
+    config = SDPOConfig(output_dir=str(tmp_path))
+    fields = {f.name for f in dataclasses.fields(SDPOConfig)}
+    reference = _reference_fields()
+    assert len(reference) > 150
+    sdpo_specific = list(reference)[list(reference).index("model_init_kwargs") :]
+    for name in sdpo_specific:
+        assert name in fields, name
+        expected = reference[name]
+        value = getattr(config, name)
+        if name in ("epsilon_high", "generation_batch_size", "steps_per_generation"):
+            continue  # resolved in __post_init__, as in the reference
+        if expected.startswith("'"):
+            assert value == expected.strip("'").encode().decode("unicode_escape"), name
+        elif expected in ("None", "True", "False"):
+            assert repr(value) == expected, name
+        else:
+            assert float(value) == float(expected), name
+
+
+def test_reference_overrides_of_training_arguments(tmp_path):
+    config = SDPOConfig(output_dir=str(tmp_path))
+    assert config.remove_unused_columns is False
+    assert config.gradient_checkpointing is True
+    assert config.logging_steps == 10
+    assert config.bf16 is False  # None resolves to "supported here": not on a CPU-only machine
+    assert config.generation_batch_size == 8 and config.steps_per_generation == 1
+    assert config.epsilon_high == config.epsilon
+    assert SDPOConfig(output_dir=str(tmp_path), teacher_update_rate=None).resolved_teacher_update_rate == 0.05
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"scale_rewards": "rank"}, ["scale_rewards"]),
+        ({"importance_sampling_level": "chunk"}, ["importance_sampling_level"]),
+        ({"loss_type": "ppo"}, ["loss_type"]),
+        ({"num_generations": 0, "per_device_train_batch_size": 1}, ["num_generations"]),
+        ({"distillation_alpha": 1.5, "full_logit_distillation": True}, ["distillation_alpha"]),
+        ({"distillation_topk": 0, "full_logit_distillation": True}, ["distillation_topk"]),
+        ({"distillation_is_clip": 0.0}, ["distillation_is_clip"]),
+        ({"distillation_weight": -1.0}, ["distillation_weight"]),
+        ({"diagnostics_warning_interval": -1}, ["diagnostics_warning_interval"]),
+        ({"diagnostics_flat_tolerance": -1e-3}, ["diagnostics_flat_tolerance"]),
+        ({"per_device_train_batch_size": 6}, ["generation_batch_size", "num_generations"]),
+        ({"teacher_regularization": "swa"}, ["teacher_regularization"]),
+        ({"teacher_update_rate": 1.5}, ["teacher_update_rate"]),
+        ({"ema_update_rate": -0.1}, ["ema_update_rate"]),
+        ({"sdpo_policy_loss_mode": "mixed"}, ["sdpo_policy_loss_mode"]),
+        ({"distillation_weight": 0.0}, ["distillation_only", "distillation_weight"]),
+        ({"max_reprompt_len": 0}, ["max_reprompt_len"]),
+        ({"distillation_alpha": 0.5}, ["distillation_alpha=1.0", "full_logit_distillation=True"]),
+        ({"distillation_topk": 20}, ["distillation_topk", "full_logit_distillation"]),
+    ],
+)
+def test_invalid_combinations_raise_naming_the_fields(tmp_path, kwargs, names):
+    with pytest.raises(ValueError) as info:
+        SDPOConfig(output_dir=str(tmp_path), **kwargs)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_token_level_message_is_the_documented_one(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True for other divergences"
+        ),
+    ):
+        SDPOConfig(output_dir=str(tmp_path), distillation_alpha=0.0)
+
+
+def test_valid_combinations_and_bool_scale_rewards(tmp_path):
+    config = SDPOConfig(
+        output_dir=str(tmp_path),
+        full_logit_distillation=True,
+        distillation_alpha=0.5,
+        distillation_topk=5,
+        sdpo_policy_loss_mode="hybrid",
+        distillation_weight=0.0,
+        teacher_regularization="trust_region",
+        scale_rewards=False,
+    )
+    assert config.scale_rewards == "none"
+    grpo = GRPOConfig(
+        output_dir=str(tmp_path), loss_type="dr_grpo", gradient_accumulation_steps=2, num_iterations=2
+    )
+    assert grpo.steps_per_generation == 2 and grpo.old_logps_needed
+    assert not GRPOConfig(output_dir=str(tmp_path), gradient_accumulation_steps=2).old_logps_needed
