@@ -275,7 +275,9 @@ class RolloutTrainer(Trainer):
         contexts = []
         for env, row in zip(self._envs, rows):
             _, info = env.reset(options=reset_options(row))
-            contexts.append(EpisodeContext(env=env, messages=info["messages"], tools=info.get("tools")))
+            # Tools go through the chat template unless the env already wrote them into the prompt.
+            tools = None if getattr(env, "tools_in_prompt", False) else info.get("tools")
+            contexts.append(EpisodeContext(env=env, messages=info["messages"], tools=tools))
         return contexts
 
     def _tokenize_prompt(self, prompt: Any, tools: Any) -> list[int]:

@@ -360,3 +360,53 @@ def test_resume_restores_teacher_and_optimizer(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+class OracleToolGenerator:
+    """A generation backend that plays ToolUse-v0's reference tool-call path for even-numbered
+    rollouts and answers wrongly for odd ones: real multi-turn episodes through the real env."""
+
+    def __init__(self, tokenizer, tasks_by_question):
+        self.tokenizer = tokenizer
+        self.tasks = tasks_by_question
+        self.calls = 0
+
+    def generate(self, prompt_ids, max_new_tokens):
+        from environments.tool_use.oracle import oracle_actions
+
+        out = []
+        for row, ids in enumerate(prompt_ids):
+            text = self.tokenizer.decode(ids)
+            question = next(q for q in self.tasks if q in text)
+            turn = text.count("<tool_response>") and text.count("<|im_start|>assistant") - 1
+            # Odd rows answer wrongly at once; only oracle episodes reach later turns.
+            actions = oracle_actions(self.tasks[question]) if row % 2 == 0 or turn else ["<answer>-1</answer>"]
+            action = actions[min(turn, len(actions) - 1)]
+            out.append(self.tokenizer(action, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+        self.calls += 1
+        return out
+
+
+def test_sdpo_on_multi_turn_tool_use_env(tmp_path):
+    import gymnasium as gym
+
+    model, tokenizer = build_tiny_model()
+    env = gym.make("sdpo/ToolUse-v0", dataset="procedural:db_lookup,convert").unwrapped
+    rows = [env.tasks[i] for i in range(4)]
+    args = SDPOConfig(output_dir=str(tmp_path), max_steps=1, include_environment_feedback=True, max_turns=4,
+                      max_prompt_length=None, env_kwargs={"tools_in_prompt": False},
+                      **{**FAST, "max_completion_length": 200})
+    trainer = SDPOTrainer(model=model, args=args, env="sdpo/ToolUse-v0", train_dataset=Dataset.from_list(rows),
+                          processing_class=tokenizer)
+    trainer.generator = OracleToolGenerator(tokenizer, {r["question"]: r for r in rows})
+    trainer.agent.generator = trainer.generator
+    _, rollouts = trainer.rollout([rows[0]] * 4)
+    assert [r.feedback.success for r in rollouts] == [True, False, True, False]
+    multi = rollouts[0]
+    assert multi.turns >= 2 and 0 in multi.completion_mask
+    env_text = tokenizer.decode([t for t, m in zip(multi.completion_ids, multi.completion_mask) if m == 0])
+    assert "<tool_response>" in env_text
+    trainer.train()
+    log = trainer.state.log_history[0]
+    assert log["success_rate"] == 0.5 and log["num_turns"] > 1.0
+    assert log["self_distillation/success_sample_fraction"] == 1.0  # every failure has a successful sibling
