@@ -1,0 +1,155 @@
+"""Grade one completion against a reference answer: extraction, screening, math-verify.
+
+The verdict ladder: no usable final answer (see ``extract``) or an answer that cannot be
+read unambiguously (see ``screen``, or math-verify parses nothing) is ``format_error``; an
+answer that states something other than a single value, or the wrong value, is
+``wrong_answer``; a checker timeout/crash or an unparseable *reference* is ``judge_error``.
+Feedback quotes the model's own answer; it names the expected answer only when
+``reveal_answer`` is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from sdpo_envs import Feedback
+from sdpo_envs.judges.math_verify_pool import CheckResult
+
+from .extract import Extraction, extract_boxed, extract_tagged
+from .screen import screen, strip_percent
+
+QUOTE_CHARS = 200
+
+
+class Checker(Protocol):
+    def check(self, answer: str, gold: str, *, timeout_s: float | None = None) -> CheckResult: ...
+
+
+@dataclass(frozen=True)
+class GradingPolicy:
+    """What counts as the final answer, and what feedback may say."""
+
+    answer_format: Literal["boxed", "tag"] = "boxed"
+    answer_tag: str = "answer"
+    reveal_answer: bool = False
+    check_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.answer_format not in ("boxed", "tag"):
+            raise ValueError(f"answer_format must be 'boxed' or 'tag', got {self.answer_format!r}")
+        if not self.answer_tag.isidentifier():
+            raise ValueError(f"answer_tag must be a plain tag name like 'answer', got {self.answer_tag!r}")
+        if self.check_timeout_s <= 0:
+            raise ValueError(f"check_timeout_s must be > 0, got {self.check_timeout_s}")
+
+    def wrap(self, content: str) -> str:
+        """``content`` written the way the model is asked to write its final answer."""
+        if self.answer_format == "boxed":
+            return f"\\boxed{{{content}}}"
+        return f"<{self.answer_tag}>{content}</{self.answer_tag}>"
+
+    def show(self, content: str) -> str:
+        """:meth:`wrap`, cut to a length fit for feedback."""
+        if len(content) > QUOTE_CHARS:
+            content = content[: QUOTE_CHARS - 3] + "..."
+        return self.wrap(content)
+
+    @property
+    def instruction(self) -> str:
+        """The request appended to every question."""
+        where = (
+            "within \\boxed{}"
+            if self.answer_format == "boxed"
+            else f"within <{self.answer_tag}></{self.answer_tag}> tags"
+        )
+        return f"Please reason step by step, and put your final answer {where}."
+
+    @property
+    def how_to_answer(self) -> str:
+        return f"Put your final answer in {self.show('...')} at the very end, e.g. {self.show('42')}"
+
+    def extract(self, completion: str) -> Extraction:
+        if self.answer_format == "boxed":
+            return extract_boxed(completion)
+        return extract_tagged(completion, self.answer_tag)
+
+
+_PROBLEMS = {
+    "no_answer": "No final answer found. {how}; an answer given only in the reasoning is not graded.",
+    "several_answers": "Several different final answers: {found}. Give exactly one final answer.",
+    "empty_answer": "Your final answer {empty} is empty. {how}.",
+    "unclosed_answer": "Your final answer is never closed (a missing '}}' or closing tag). {how}.",
+    "malformed_box": "\\boxed must be followed by braces. {how}.",
+    "nested_box": "A box inside your final answer: give one plain final answer. {how}.",
+    "unclosed_thinking": "Your reasoning (<think>) is never closed, so there is no final answer after it. {how}.",
+}
+
+
+def _extraction_feedback(extraction: Extraction, policy: GradingPolicy) -> str:
+    found = ", ".join(policy.show(c.strip()) for c in extraction.found[:6])
+    return _PROBLEMS[extraction.problem or "no_answer"].format(
+        how=policy.how_to_answer, found=found, empty=policy.show("")
+    )
+
+
+def _feedback(
+    verdict: str, text: str, code: str, policy: GradingPolicy, gold: str, **details: Any
+) -> Feedback:
+    if policy.reveal_answer:
+        text += f" The expected answer is {gold}."
+        details["expected"] = gold
+    return Feedback(text=text, verdict=verdict, success=False, details={"code": code, **details})  # type: ignore[arg-type]
+
+
+def _as_latex(answer: str) -> str:
+    # math-verify reads LaTeX inside $...$ (plain numbers parse either way).
+    return answer if "$" in answer else f"${answer}$"
+
+
+def grade(completion: str, gold: str, policy: GradingPolicy, checker: Checker) -> tuple[float, Feedback]:
+    """Reward (1.0 or 0.0) and feedback for ``completion`` given the reference ``gold``."""
+    extraction = policy.extract(completion)
+    if extraction.answer is None:
+        text = _extraction_feedback(extraction, policy)
+        return 0.0, _feedback(
+            "format_error",
+            text,
+            extraction.problem or "no_answer",
+            policy,
+            gold,
+            found=list(extraction.found[:6]),
+        )
+    answer, quoted = extraction.answer, policy.show(extraction.answer)
+    rejection = screen(answer, gold)
+    if rejection is not None:
+        text = f"Your final answer {quoted} is not accepted: {rejection.message}."
+        return 0.0, _feedback(rejection.verdict, text, rejection.code, policy, gold, extracted=answer)
+
+    result = checker.check(
+        f"$\\boxed{{{strip_percent(answer)}}}$",
+        _as_latex(strip_percent(gold)),
+        timeout_s=policy.check_timeout_s,
+    )
+    if not result.judged:
+        return 0.0, Feedback.judge_error(
+            result.error or "checker failed", code="checker_failed", extracted=answer
+        )
+    if result.gold is None:
+        return 0.0, Feedback.judge_error(
+            f"the reference answer {gold!r} could not be parsed", code="bad_reference"
+        )
+    if result.answer is None:
+        text = f"Your final answer {quoted} could not be read as a mathematical expression."
+        return 0.0, _feedback("format_error", text, "unparseable", policy, gold, extracted=answer)
+    if result.correct:
+        return 1.0, Feedback.passed(
+            f"Correct: your final answer {quoted} is right.",
+            code="correct",
+            extracted=answer,
+            parsed=result.answer,
+        )
+    text = f"Your final answer {quoted} is incorrect."
+    return 0.0, _feedback(
+        "wrong_answer", text, "wrong_value", policy, gold, extracted=answer, parsed=result.answer
+    )
