@@ -113,6 +113,11 @@ class TextEnv(gym.Env[str, str]):
         """Score a final answer; single-turn environments implement this."""
         raise NotImplementedError
 
+    def oracle_actions(self, task: Row) -> list[str]:
+        """A perfect player's actions for ``task`` (one per turn): demonstrations for warm
+        starts, and a self-test of the task set. Environments override this."""
+        raise NotImplementedError(f"{type(self).__name__} has no oracle")
+
     def task_id(self, task: Row, index: int | None) -> str:
         for key in ("task_id", "id", "question_id"):
             if key in task and task[key] is not None:

@@ -9,6 +9,7 @@ from sdpo_envs.feedback import Feedback
 from sdpo_envs.judges.math_verify_pool import shared_math_pool
 
 from .grading import Checker, GradingPolicy, grade
+from .oracle import oracle_answer
 from .tasks import BUILTIN_DATASETS, normalize_task
 
 
@@ -53,3 +54,6 @@ class MathEnv(TextEnv):
 
     def judge(self, task: dict[str, Any], action: str) -> tuple[float, Feedback]:
         return grade(action, task["answer"], self.policy, self.checker or shared_math_pool())
+
+    def oracle_actions(self, task: dict[str, Any]) -> list[str]:
+        return [oracle_answer(self.validate_task(task), self.policy)]

@@ -10,6 +10,7 @@ from sdpo_envs import Feedback, RowsTaskSource, TaskSource, TextEnv, read_jsonl
 
 from .judge import judge_mcq
 from .options import normalize_task, render_question
+from .oracle import oracle_action
 
 INSTRUCTIONS = (
     "Answer with the letter of the correct option inside <answer></answer>, for example <answer>A</answer>."
@@ -34,6 +35,9 @@ class MCQEnv(TextEnv):
 
     def build_messages(self, task: dict[str, Any]) -> list[dict[str, str]]:
         return [{"role": "user", "content": f"{render_question(task)}\n\n{INSTRUCTIONS}"}]
+
+    def oracle_actions(self, task: dict[str, Any]) -> list[str]:
+        return [oracle_action(self.validate_task(task))]
 
     def judge(self, task: dict[str, Any], action: str) -> tuple[float, Feedback]:
         return judge_mcq(task, action)

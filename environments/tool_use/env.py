@@ -31,6 +31,7 @@ from sdpo_envs import Feedback, TaskSource, TextEnv, Turn
 from .answers import answer_type, check_answer, parse_number
 from .builtin import builtin_tools
 from .database import CompanyDatabase
+from .oracle import oracle_actions
 from .parsing import MalformedCall, find_answers, has_unclosed_answer, parse_tool_calls, strip_thinking
 from .python_tool import PythonTool
 from .tasks import procedural_tasks
@@ -163,6 +164,9 @@ class ToolUseEnv(TextEnv):
         return observation, info
 
     # -- one assistant message -------------------------------------------------------------
+    def oracle_actions(self, task: dict[str, Any]) -> list[str]:
+        return oracle_actions(self.validate_task(task))
+
     def respond(self, action: str) -> Turn:
         assert self.task is not None
         text = strip_thinking(action)
