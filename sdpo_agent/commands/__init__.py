@@ -1,0 +1,1 @@
+"""Subcommands of the ``sdpo`` command line (see ``sdpo_agent.cli``)."""

@@ -1,0 +1,126 @@
+"""``sdpo judge``: run a solution against a code task in the sandbox and print the feedback.
+
+Exit status: 0 when the solution was judged (whatever the verdict), 2 for a usage error
+(unknown task, missing file), 3 when the judge itself failed (``judge_error``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "judge a solution to a code task in the sandbox and print the verdict and feedback"
+ENV_ID = "sdpo/CodeExec-v0"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="task id, e.g. HumanEval/0")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--dataset", default=None, help="built-in task set or file (default: humaneval)")
+    source.add_argument(
+        "--tasks-file", default=None, help="JSONL file of task rows (the env's schema, or raw LCB rows)"
+    )
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--solution", help="Python file to judge as the solution ('-' reads stdin)")
+    what.add_argument("--answer", help="a model answer (text with a ```python block) to extract and judge")
+    what.add_argument("--canonical", action="store_true", help="judge the task's canonical solution")
+    parser.add_argument("--backend", default="auto", help="sandbox backend: auto, bwrap, docker, process")
+    parser.add_argument(
+        "--allow-unsafe", action="store_true", help="allow the 'process' backend (no isolation)"
+    )
+    parser.add_argument("--time-limit", type=float, default=None, help="CPU seconds per test")
+    parser.add_argument("--memory-mb", type=int, default=None, help="memory per test (MB)")
+    parser.add_argument("--reward", choices=("binary", "fraction"), default="binary")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _find_task(env: Any, task_id: str) -> dict[str, Any] | None:
+    for index in range(len(env.tasks)):
+        row = env.tasks[index]
+        if env.task_id(row, index) == task_id:
+            return env.validate_task(row)
+    return None
+
+
+def _known_ids(env: Any, limit: int = 5) -> str:
+    ids = [env.task_id(env.tasks[i], i) for i in range(min(limit, len(env.tasks)))]
+    return ", ".join(ids) + (", ..." if len(env.tasks) > limit else "")
+
+
+def _table(details: dict[str, Any]) -> list[str]:
+    lines = [f"{'test':>4}  {'visibility':<10}  {'kind':<6}  {'verdict':<14}  {'cpu s':>7}  {'wall s':>7}"]
+    for record in details.get("tests", []):
+        cpu = f"{record['cpu_s']:.3f}" if "cpu_s" in record else "-"
+        wall = f"{record['wall_s']:.3f}" if "wall_s" in record else "-"
+        visibility = "public" if record.get("public") else "hidden"
+        lines.append(
+            f"{record['index'] + 1:>4}  {visibility:<10}  {record.get('kind', ''):<6}  "
+            f"{record['verdict']:<14}  {cpu:>7}  {wall:>7}"
+        )
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from environments.code_exec.env import CodeExecEnv
+    from sdpo_envs.sandbox import SandboxUnavailable
+
+    dataset = args.tasks_file or args.dataset or "humaneval"
+    try:
+        env = CodeExecEnv(
+            dataset,
+            backend=args.backend,
+            time_limit_s=args.time_limit,
+            memory_mb=args.memory_mb,
+            reward=args.reward,
+            allow_unsafe=args.allow_unsafe,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sdpo judge: {exc}", file=sys.stderr)
+        return 2
+    task = _find_task(env, args.task)
+    if task is None:
+        print(f"sdpo judge: no task {args.task!r} in {dataset!r} (tasks: {_known_ids(env)})", file=sys.stderr)
+        return 2
+    try:
+        if args.canonical:
+            if not task.get("canonical_solution"):
+                print(f"sdpo judge: task {args.task!r} has no canonical solution", file=sys.stderr)
+                return 2
+            reward, feedback = env.judge_solution(task, task["canonical_solution"])
+        elif args.answer:
+            reward, feedback = env.judge(task, _read(args.answer))
+        else:
+            reward, feedback = env.judge_solution(task, _read(args.solution))
+    except OSError as exc:
+        print(f"sdpo judge: {exc}", file=sys.stderr)
+        return 2
+    except SandboxUnavailable as exc:  # pragma: no cover - judge_code reports it as judge_error
+        print(f"sdpo judge: {exc}", file=sys.stderr)
+        return 3
+    isolation = feedback.details.get("isolation", "")
+    if args.json:
+        print(
+            json.dumps({"task_id": args.task, "reward": reward, **feedback.to_dict()}, indent=2, default=str)
+        )
+    else:
+        print(f"task:      {args.task}")
+        print(f"verdict:   {feedback.verdict}")
+        print(f"reward:    {reward:g}")
+        print(f"isolation: {isolation or 'n/a'}")
+        print("feedback:")
+        print("  " + feedback.text.replace("\n", "\n  "))
+        if feedback.details.get("tests"):
+            print()
+            print("\n".join(_table(feedback.details)))
+        if feedback.is_judge_error:
+            print(f"judge error: {feedback.details.get('reason', '')}", file=sys.stderr)
+    return 3 if feedback.is_judge_error else 0

@@ -1,0 +1,330 @@
+"""Judge a Python solution against test cases in a sandbox.
+
+``judge_code`` starts the trusted harness (``harness.py``) once per solution through any
+sandbox backend, with all tests in one invocation and per-test limits enforced inside, and
+turns its report into a :class:`CodeJudgement` with online-judge style feedback.
+
+Who is blamed when there is no valid report: a ``sandbox_error`` or a harness crash (a
+Python traceback) is ``judge_error``; a run that hit the sandbox's tree limits, killed the
+harness, or wrote into its report channel is the solution's failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from ..feedback import Feedback, Verdict
+from ..sandbox import ExecResult, Limits, SandboxBackend, SandboxUnavailable, get_backend
+from .code_feedback import FeedbackPolicy, render_feedback
+from .code_tests import CodeTest, parse_tests
+from .harness import PRELOADABLE, REPORT_VERSION, worker_request
+from .harness_build import harness_for
+
+RewardMode = Literal["binary", "fraction"]
+REWARD_MODES = ("binary", "fraction")
+SOLUTION_FILENAME = "solution.py"
+_TEST_VERDICTS = (
+    "pass",
+    "wrong_answer",
+    "runtime_error",
+    "time_limit",
+    "memory_limit",
+    "judge_error",
+    "skipped",
+)
+# PYTHONHASHSEED fixes set/dict-of-str iteration order, so the same solution prints the same output.
+SANDBOX_ENV = {
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+}
+
+
+@dataclass(frozen=True)
+class CodeLimits:
+    """Limits of each test (the harness enforces them) and of the whole run (the sandbox).
+
+    ``time_s`` is CPU time per test; ``wall_s`` per test defaults to ``2 * time_s + 2``.
+    ``memory_mb`` caps each test's address space; ``output_mb`` its stdout.
+    ``stop_after_timeouts``: after this many tests hit a time limit the rest are skipped
+    (and count as failed), so a looping program costs one timeout, not one per test;
+    ``None`` runs every test.
+    """
+
+    time_s: float = 2.0
+    wall_s: float | None = None
+    memory_mb: int = 512
+    output_mb: float = 4.0
+    file_mb: int = 64
+    processes: int = 64
+    stop_after_timeouts: int | None = 1
+
+    def __post_init__(self) -> None:
+        for name in ("time_s", "memory_mb", "output_mb", "file_mb", "processes"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"CodeLimits.{name} must be a positive number, got {value!r}")
+        if self.stop_after_timeouts is not None and self.stop_after_timeouts < 1:
+            raise ValueError(
+                f"CodeLimits.stop_after_timeouts must be >= 1 or None, got {self.stop_after_timeouts}"
+            )
+        if self.wall_s is not None and self.wall_s < self.time_s:
+            raise ValueError(f"CodeLimits.wall_s ({self.wall_s}) must be >= time_s ({self.time_s})")
+
+    @property
+    def test_wall_s(self) -> float:
+        return self.wall_s if self.wall_s is not None else 2 * self.time_s + 2
+
+    def per_test(self) -> dict[str, float]:
+        return {
+            "cpu_s": self.time_s,
+            "wall_s": self.test_wall_s,
+            "memory_mb": self.memory_mb,
+            "output_bytes": int(self.output_mb * (1 << 20)),
+            "file_mb": self.file_mb,
+            "max_timeouts": self.stop_after_timeouts,
+        }
+
+    def for_run(self, n_tests: int, payload_bytes: int) -> Limits:
+        """Backstop limits of the sandboxed run as a whole (harness + all tests)."""
+        payload_mb = payload_bytes / (1 << 20)
+        return Limits(
+            cpu_s=n_tests * (math.ceil(self.time_s) + 1.5) + 5.0,
+            wall_s=n_tests * self.test_wall_s + 15.0,
+            memory_mb=int(self.memory_mb + 192 + 4 * payload_mb),
+            # Per test the report holds at most ~3 KB of text, up to 6x that JSON-escaped.
+            output_bytes=(1 << 20) + 32768 * n_tests,
+            processes=self.processes,
+            disk_mb=max(64, self.file_mb),
+        )
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One test's outcome; ``info`` is the harness's raw record (errors, actual output)."""
+
+    index: int
+    test: CodeTest
+    verdict: str  # a Verdict, or "skipped" (not run after the time-limit budget was spent)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+
+@dataclass(frozen=True)
+class CodeJudgement:
+    """The outcome of judging one solution."""
+
+    verdict: Verdict
+    reward: float
+    passed: int
+    total: int
+    feedback: Feedback
+    results: tuple[CaseResult, ...] = ()
+    isolation: str = ""
+    compile_error: dict[str, Any] | None = None
+    run_cpu_s: float = 0.0  # CPU time of the whole sandboxed run (harness and every test)
+    run_wall_s: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.verdict == "pass"
+
+
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w., \t]+))", re.MULTILINE)
+
+
+def preload_modules(*sources: str) -> list[str]:
+    """The preloadable stdlib modules that ``sources`` import (a cheap textual scan)."""
+    found = set()
+    for source in sources:
+        for frm, names in _IMPORT.findall(source):
+            for name in [frm] if frm else names.split(","):
+                root = name.strip().split(" ")[0].split(".")[0]
+                if root in PRELOADABLE:
+                    found.add(root)
+    return sorted(found)
+
+
+def _payload(
+    solution: str, prelude: str, tests: Sequence[CodeTest], limits: CodeLimits, site_dirs: Sequence[str] = ()
+) -> bytes:
+    specs = [t.to_spec() for t in tests]
+    public = {
+        "solution": solution,
+        "prelude": prelude,
+        "filename": SOLUTION_FILENAME,
+        "site_dirs": list(site_dirs),
+        "preload": preload_modules(solution, prelude, *(t.code for t in tests if t.kind == "assert")),
+        "limits": limits.per_test(),
+        # how each test's worker must be started (mode, function): no test data
+        "workers": [[r["mode"], r["fn"]] for r in (worker_request(s, None) for s in specs)],
+    }
+    public = json.dumps(public).encode()
+    spec = json.dumps({"tests": specs}).encode()
+    return struct.pack(">Q", len(public)) + public + spec
+
+
+def _parse_report(result: ExecResult, n_tests: int) -> dict[str, Any] | None:
+    """The harness's report, or ``None`` when the run did not produce exactly one valid one."""
+    # Only the harness exits 0 after writing; the sandbox's own verdict on the tree (say a
+    # CPU total over budget) does not invalidate a report the harness finished.
+    if result.exit_code != 0 or result.status == "sandbox_error":
+        return None
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        return None
+    if not isinstance(report, dict) or report.get("version") != REPORT_VERSION:
+        return None
+    tests = report.get("tests")
+    if report.get("harness_error") or report.get("compile_error"):
+        return report
+    if not isinstance(tests, list) or len(tests) != n_tests or not all(isinstance(t, dict) for t in tests):
+        return None
+    return report
+
+
+def _no_report_verdict(result: ExecResult) -> tuple[Verdict, str] | None:
+    """Whom to blame for a run without a valid report; ``None`` means the judge (judge_error)."""
+    if result.status == "sandbox_error":
+        return None
+    if result.status == "time_limit":
+        return "time_limit", "the run exceeded the judge's overall time limit (the judge process was stalled)"
+    if result.status == "memory_limit":
+        return "memory_limit", "the run exceeded the sandbox's memory limit"
+    if result.status == "output_limit":
+        return "runtime_error", "the program wrote into the judge's report channel (output limit exceeded)"
+    if result.exit_code == 0:
+        return "runtime_error", "the program tampered with the judge's report channel"
+    if "Traceback (most recent call last)" in result.stderr or result.exit_code in (1, 70):
+        return None  # the harness itself crashed
+    return "runtime_error", "the program killed the judge process"
+
+
+def _reward(passed: int, total: int, mode: RewardMode) -> float:
+    if mode == "fraction":
+        return passed / total if total else 0.0
+    return 1.0 if total and passed == total else 0.0
+
+
+def _judge_error(reason: str, isolation: str = "", **details: Any) -> CodeJudgement:
+    feedback = Feedback.judge_error(reason, isolation=isolation, **details)
+    return CodeJudgement("judge_error", 0.0, 0, 0, feedback, isolation=isolation)
+
+
+def _results(tests: Sequence[CodeTest], records: Sequence[dict[str, Any]]) -> tuple[CaseResult, ...]:
+    out = []
+    for index, (test, record) in enumerate(zip(tests, records)):
+        verdict = record.get("verdict")
+        if verdict not in _TEST_VERDICTS:
+            verdict = "judge_error"
+        out.append(
+            CaseResult(
+                index=index,
+                test=test,
+                verdict=verdict,
+                cpu_s=float(record.get("cpu_s") or 0.0),
+                wall_s=float(record.get("wall_s") or 0.0),
+                info=record,
+            )
+        )
+    return tuple(out)
+
+
+def judge_code(
+    solution: str,
+    tests: Sequence[CodeTest | dict[str, Any]],
+    *,
+    prelude: str = "",
+    backend: str | SandboxBackend = "auto",
+    limits: CodeLimits | None = None,
+    policy: FeedbackPolicy | None = None,
+    reward: RewardMode = "binary",
+    allow_unsafe: bool = False,
+) -> CodeJudgement:
+    """Run ``solution`` against ``tests`` in the sandbox and judge it.
+
+    ``prelude`` is trusted code run in the solution's namespace first (e.g. the imports a
+    dataset assumes). ``reward``: ``"binary"`` (1 if every test passes, else 0) or
+    ``"fraction"`` (the share of all tests, public and hidden, that pass). Never raises for
+    anything the solution does; a broken sandbox gives a ``judge_error`` judgement.
+    """
+    if reward not in REWARD_MODES:
+        raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
+    parsed = parse_tests(list(tests))
+    limits = limits or CodeLimits()
+    try:
+        sandbox = get_backend(backend, allow_unsafe=allow_unsafe)
+    except (SandboxUnavailable, ValueError) as exc:
+        return _judge_error(f"sandbox unavailable: {exc}")
+    try:
+        build = harness_for(sandbox)
+        payload = _payload(solution, prelude, parsed, limits, build.site_dirs)
+        result = sandbox.run(
+            [sandbox.python, "-S", build.script],
+            files=build.files,
+            stdin=payload,
+            limits=limits.for_run(len(parsed), len(payload)),
+            env=SANDBOX_ENV,
+        )
+    except Exception as exc:  # a backend must not raise, but a judge must not crash either
+        name = getattr(sandbox, "name", "?")
+        return _judge_error(f"sandbox backend {name} raised {type(exc).__name__}: {exc}")
+    judgement = _interpret(result, parsed, limits, policy or FeedbackPolicy(), reward)
+    return dataclasses.replace(judgement, run_cpu_s=result.cpu_s, run_wall_s=result.wall_s)
+
+
+def _interpret(
+    result: ExecResult, tests: list[CodeTest], limits: CodeLimits, policy: FeedbackPolicy, reward: RewardMode
+) -> CodeJudgement:
+    """The judgement of one harness run: from its report, or from how the run failed."""
+    isolation = str(result.isolation)
+    report = _parse_report(result, len(tests))
+    if report is None:
+        blame = _no_report_verdict(result)
+        if blame is None:
+            why = result.detail or f"exit code {result.exit_code}"
+            return _judge_error(
+                f"code harness failed: {result.status} ({why})", isolation, stderr=result.stderr[-2000:]
+            )
+        verdict, why = blame
+        feedback = render_feedback(verdict, tests, (), policy, limits, run_failure=why, isolation=isolation)
+        return CodeJudgement(verdict, 0.0, 0, len(tests), feedback, isolation=isolation)
+    if report.get("harness_error"):
+        return _judge_error("code harness error", isolation, harness_error=report["harness_error"][-2000:])
+    notes = [str(n) for n in report.get("notes") or []]
+    if report.get("compile_error"):
+        error = report["compile_error"]
+        feedback = render_feedback(
+            "compile_error", tests, (), policy, limits, compile_error=error, isolation=isolation, notes=notes
+        )
+        return CodeJudgement(
+            "compile_error", 0.0, 0, len(tests), feedback, isolation=isolation, compile_error=error
+        )
+    results = _results(tests, report["tests"])
+    broken = [r for r in results if r.verdict == "judge_error"]
+    if broken:
+        return _judge_error(f"a test could not be run: {broken[0].info.get('detail')}", isolation)
+    failures = [r for r in results if not r.passed]
+    passed = len(results) - len(failures)
+    verdict = cast(Verdict, failures[0].verdict) if failures else "pass"
+    feedback = render_feedback(verdict, tests, results, policy, limits, isolation=isolation, notes=notes)
+    return CodeJudgement(
+        verdict, _reward(passed, len(results), reward), passed, len(results), feedback, results, isolation
+    )

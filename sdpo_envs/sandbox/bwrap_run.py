@@ -1,0 +1,336 @@
+"""One ``bwrap`` run inside a slot: spawn, confine, release, watch, reap, classify.
+
+1. ``bwrap`` starts as the slot's uid with ``--info-fd`` (reports the sandbox's pid 1) and
+   ``--block-fd`` (pid 1 waits there after all mounts, before it forks the program).
+2. While pid 1 waits we set its rlimits and move it into the slot's cgroups, then release
+   it: the program and all it starts inherit both, with no race and no extra exec.
+3. stdout/stderr are read with a cap while tree CPU time and the wall clock are watched.
+   pid 1 exits only after the kernel has killed the rest of its pid namespace, so once it
+   is gone nothing of the run survives; killing it is how a run is stopped early.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import termios
+import time
+from collections.abc import Mapping, Sequence
+
+from . import cgroups, identity
+from . import limits_enforcement as rl
+from .base import ExecResult, Isolation, Limits
+from .bwrap_setup import SANDBOX_PATH, SCRATCH
+from .capture import CappedBuffer, classify, pump
+from .files import parent_dirs
+from .slots import Slot
+
+_SETUP_TIMEOUT_S = 10.0
+_EXIT_GRACE_S = 5.0
+_ZOMBIE_SLACK = 32
+
+
+class SetupFailed(Exception):
+    """bwrap could not build the sandbox (the program never started)."""
+
+
+class BwrapRun:
+    def __init__(self, static_args: list[str], slot: Slot, limits: Limits, start: float) -> None:
+        self.static_args = static_args
+        self.slot = slot
+        self.limits = limits
+        self.start = start
+        self.deadline = start + limits.wall_s
+        self.tasks = rl.task_count(limits) + 1  # + the sandbox's pid 1 (bwrap's reaper)
+        self.group = slot.cgroup
+        memory_by_cgroup = bool(self.group and self.group.memory)
+        pids_by_cgroup = bool(self.group and self.group.pids)
+        # RLIMIT_NPROC counts every process of the host uid, zombies included: only a
+        # fallback (without a pids cgroup) and only under the slot's own uid. The slack
+        # covers pid 1s of earlier runs that the host's init has not reaped yet.
+        nproc = None
+        if slot.lease is not None and not pids_by_cgroup:
+            nproc = rl.task_count(limits) + 2 + _ZOMBIE_SLACK
+        self.task_cap = pids_by_cgroup or nproc is not None
+        self.rlimits = rl.rlimits_for(limits, memory=not memory_by_cgroup, nproc=nproc)
+        self.fds: list[int] = []
+        self.argv: list[str] = []
+        self.init_pid = 0
+
+    def execute(
+        self, argv: Sequence[str], files: dict[str, bytes], stdin: bytes, env: Mapping[str, str] | None
+    ) -> ExecResult:
+        self.argv = list(argv)
+        if self.group is not None:
+            self.group.prepare(self.limits, self.tasks)
+        try:
+            return self._execute(files, stdin, env)
+        finally:
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if self.group is not None:
+                self.group.kill_all()  # normally empty: only after a failure of ours
+                self.group.finish()
+
+    # -- phases -----------------------------------------------------------------------------
+    def _execute(self, files: dict[str, bytes], stdin: bytes, env: Mapping[str, str] | None) -> ExecResult:
+        info_r, info_w = self._pipe()
+        block_r, block_w = self._pipe()
+        args, pass_fds = self._args(files, env, info_w, block_r)
+        stdin_fd = self._memfd("stdin", stdin) if stdin else subprocess.DEVNULL
+        with self._as_sandbox_user():
+            proc = subprocess.Popen(
+                args,
+                stdin=stdin_fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=pass_fds,
+                cwd="/",
+                env={},
+            )
+            try:
+                os.close(info_w)
+                self.fds.remove(info_w)
+                init_pid = _read_child_pid(info_r)
+                if init_pid is not None:
+                    # Still as the sandbox uid: prlimit() on another uid's process needs
+                    # CAP_SYS_RESOURCE, which root lacks in many containers.
+                    rl.apply_to_pid(init_pid, self.rlimits)
+            except BaseException:
+                with proc:  # closes our pipe ends, waits
+                    proc.kill()
+                raise
+        if init_pid is None:
+            with proc:
+                proc.wait()
+                raise SetupFailed(proc.stderr.read(65536).decode("utf-8", "replace").strip())  # type: ignore[union-attr]
+        init_fd = -1
+        with proc:
+            try:
+                self.init_pid = init_pid
+                init_fd = os.pidfd_open(init_pid)
+                self.fds.append(init_fd)
+                if self.group is not None:
+                    self.group.attach(init_pid)
+                os.write(block_w, b"g")  # pid 1 goes on: forks and execs the program
+                return self._supervise(proc, init_fd, block_r)
+            except BaseException:
+                # Kill before anything closes the block fd: EOF there would release pid 1.
+                proc.kill()  # --die-with-parent takes pid 1 along
+                if init_fd >= 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(init_fd, signal.SIGKILL)
+                raise
+            finally:
+                # If bwrap exited before its pid 1 did, pid 1 was re-parented: to us when we
+                # are pid 1 or a subreaper (containers), and then only we can reap it.
+                if init_fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.waitid(os.P_PIDFD, init_fd, os.WEXITED | os.WNOHANG)
+
+    def _supervise(self, proc: subprocess.Popen, init_fd: int, block_r: int) -> ExecResult:
+        cap = rl.output_cap(self.limits)
+        buffers = {"stdout": CappedBuffer(cap), "stderr": CappedBuffer(cap)}
+        fds = {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno()}  # type: ignore[union-attr]
+        check = self._cpu_check if self.group is not None and self.group.cpu else None
+        # Watch pid 1, not bwrap: bwrap may exit as soon as it knows the program's status.
+        outcome = pump(buffers, fds, deadline=self.deadline, exit_fd=init_fd, check=check)
+        killed_for = outcome.reason if outcome.reason not in ("exited", "eof") else None
+        if killed_for:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(init_fd, signal.SIGKILL)
+        if not _wait_readable(init_fd, _EXIT_GRACE_S):
+            proc.kill()  # --die-with-parent then kills pid 1
+        # Everything in the sandbox is gone; what is left in the pipes is the tail.
+        tail = pump(buffers, fds, deadline=time.monotonic() + 1.0)
+        if killed_for is None and tail.reason == "output_limit":
+            killed_for, outcome = "output_limit", tail
+        tree_cpu = _tree_cpu_of_exited(init_fd, self.init_pid)
+        proc.wait()
+        if _unread(block_r):  # pid 1 died before reaching the block point
+            raise SetupFailed(buffers["stderr"].text().strip())
+        return self._result(proc.returncode, tree_cpu, killed_for, buffers, outcome.stream)
+
+    def _result(
+        self,
+        exit_code: int,
+        tree_cpu: float | None,
+        killed_for: str | None,
+        buffers: Mapping[str, CappedBuffer],
+        overflow_stream: str | None,
+    ) -> ExecResult:
+        wall = time.monotonic() - self.start
+        stats = self.group.stats() if self.group is not None else cgroups.CgroupStats()
+        leftovers = self.group.kill_all() if self.group is not None else 0
+        # bwrap reports a program killed by signal N as exit code 128+N.
+        signum = exit_code - 128 if 128 < exit_code < 128 + signal.NSIG else None
+        # Without cgroups: pid 1's own and its reaped children's CPU (the whole tree, in
+        # clock ticks). No peak memory then: bwrap's rusage covers bwrap, not the program.
+        cpu = stats.cpu_s if stats.cpu_s is not None else (tree_cpu or 0.0)
+        peak = stats.peak_memory_mb
+        status, detail = classify(
+            limits=self.limits,
+            exit_code=exit_code,
+            signum=signum,
+            killed_for=killed_for,
+            oom_killed=stats.oom_killed,
+            cpu_s=cpu,
+            stderr=buffers["stderr"].getvalue(),
+            overflow_stream=overflow_stream,
+        )
+        notes = [detail] if detail else []
+        if stats.forks_refused:
+            notes.append(f"{stats.forks_refused} fork(s) refused at the task cap")
+        if leftovers:
+            notes.append(f"killed {leftovers} leftover task(s)")
+        return ExecResult(
+            status=status,
+            exit_code=None if killed_for else exit_code,
+            stdout=buffers["stdout"].text(),
+            stderr=buffers["stderr"].text(),
+            cpu_s=cpu,
+            wall_s=wall,
+            peak_memory_mb=peak,
+            isolation=self.isolation(),
+            detail="; ".join(notes),
+            extra={
+                "stdout_bytes": buffers["stdout"].total,
+                "stderr_bytes": buffers["stderr"].total,
+                "forks_refused": stats.forks_refused,
+                "python_flags": "-S" if self.argv[1:2] == ["-S"] else "",
+            },
+        )
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        self.fds += [r, w]
+        return r, w
+
+    def _memfd(self, name: str, data: bytes) -> int:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        self.fds.append(fd)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def _args(
+        self, files: dict[str, bytes], env: Mapping[str, str] | None, info_w: int, block_r: int
+    ) -> tuple[list[str], tuple[int, ...]]:
+        disk = str(rl.disk_bytes(self.limits))
+        args = [*self.static_args, "--size", disk, "--tmpfs", SCRATCH, "--size", disk, "--tmpfs", "/tmp"]
+        pass_fds = [info_w, block_r]
+        for directory in parent_dirs(list(files)):
+            args += ["--dir", f"{SCRATCH}/{directory}"]
+        for path, content in files.items():  # bwrap copies each memfd into the tmpfs
+            fd = self._memfd("file", content)
+            pass_fds.append(fd)
+            args += ["--file", str(fd), f"{SCRATCH}/{path}"]
+        full_env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": SCRATCH, "TMPDIR": "/tmp"}
+        full_env.update(env or {})
+        for key, value in full_env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise ValueError(f"invalid environment variable {key!r}")
+            args += ["--setenv", key, value]
+        args += ["--remount-ro", "/", "--chdir", SCRATCH]
+        args += ["--info-fd", str(info_w), "--block-fd", str(block_r), "--", *self.argv]
+        return args, tuple(pass_fds)
+
+    @contextlib.contextmanager
+    def _as_sandbox_user(self):
+        """This thread enters the slot's network namespace and uid for the spawn."""
+        with contextlib.ExitStack() as stack:
+            if self.slot.netns is not None:
+                stack.enter_context(identity.thread_netns(self.slot.netns))
+            if self.slot.lease is not None:
+                stack.enter_context(identity.thread_credentials(self.slot.lease.uid, self.slot.lease.gid))
+            yield
+
+    def _cpu_check(self) -> str | None:
+        used = self.group.cpu_s() if self.group is not None else None
+        return "cpu_limit" if used is not None and used > self.limits.cpu_s else None
+
+    def isolation(self) -> Isolation:
+        lim = self.limits
+        disk = f"{rl.disk_bytes(lim) / rl.MIB:g}"
+        net = "per-slot empty netns, loopback only" if self.slot.netns is not None else "new netns"
+        enforced = [
+            "user namespace (nested user namespaces disabled)",
+            "pid namespace (tree killed with its pid 1)",
+            "mount namespace: read-only root, only /usr from the host; no /etc, home or project tree",
+            "minimal read-only /dev (null, zero, full, random, urandom)",
+            "ipc, uts and cgroup namespaces",
+            f"no network ({net})",
+            f"scratch tmpfs {disk} MiB (cwd {SCRATCH})",
+            f"private /tmp tmpfs {disk} MiB",
+            "clean environment",
+        ]
+        missing = []
+        if self.slot.lease is not None:
+            enforced.append(f"uid {self.slot.lease.uid}")
+        else:
+            missing.append(f"separate uid (not root: runs as uid {os.getuid()} in a user namespace)")
+        if self.group is not None:
+            enforced += self.group.describe(lim, self.tasks)
+            if self.group.missing_reason:
+                missing.append(self.group.missing_reason)
+        else:
+            missing.append("cgroups (none writable here): memory by RLIMIT_AS per process")
+        if not (self.group and self.group.cpu):
+            missing.append("tree CPU total (RLIMIT_CPU per process only)")
+        if not self.task_cap:
+            missing.append(
+                "task cap (no pids cgroup, and RLIMIT_NPROC would count all of our uid's processes)"
+            )
+        enforced += rl.describe(self.rlimits)
+        enforced += [f"output cap {rl.output_cap(lim)} bytes per stream", f"wall clock {lim.wall_s:g}s"]
+        return Isolation("bwrap", tuple(enforced), tuple(missing))
+
+
+def _read_child_pid(info_r: int) -> int | None:
+    """bwrap's ``{"child-pid": N, ...}``; ``None`` if it died before creating pid 1."""
+    data = b""
+    limit = time.monotonic() + _SETUP_TIMEOUT_S
+    while _wait_readable(info_r, limit - time.monotonic()):
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            return None
+        data += chunk
+        with contextlib.suppress(ValueError):
+            return int(json.loads(data)["child-pid"])
+    raise TimeoutError("bwrap did not report its sandbox pid")
+
+
+def _wait_readable(fd: int, timeout_s: float) -> bool:
+    # poll, not select: select() cannot take fds above 1023, which big processes reach.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout_s) * 1000))
+
+
+def _tree_cpu_of_exited(pidfd: int, pid: int) -> float | None:
+    """CPU seconds of an exited (zombie) process plus its reaped children, or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+        # Still the same process? (A zombie can be signalled; a reaped pid cannot.)
+        signal.pidfd_send_signal(pidfd, 0)
+    except OSError:
+        return None
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+def _unread(fd: int) -> bool:
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0] > 0

@@ -1,0 +1,417 @@
+"""cgroup v1/v2 control groups for sandboxed runs: memory cap, task cap, tree CPU time.
+
+Groups are created under the caller's own cgroup (so limits set on us by a container or a
+service manager still apply to the sandboxes), one set per concurrent *slot*, and reused
+from run to run: on cgroup v1 a run only rewrites a few counters, which is much cheaper
+than mkdir/rmdir. On cgroup v2 a leaf is made per run (``memory.peak`` cannot be reset on
+older kernels), and only where our cgroup may enable controllers for its children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .base import Limits
+from .limits_enforcement import memory_bytes
+
+MIB = 1 << 20
+_ROOT_NAME = f"sdpo-gym.{os.getpid()}"
+_V1_CONTROLLERS = ("memory", "pids", "cpuacct")
+
+
+@dataclass
+class CgroupStats:
+    cpu_s: float | None = None
+    peak_memory_mb: float | None = None
+    oom_killed: bool = False
+    forks_refused: int = 0
+
+
+@dataclass
+class _Layout:
+    """Where our own cgroup lives, per controller (``memory``, ``pids``, ``cpu``)."""
+
+    version: str  # "v1" or "v2"
+    parents: dict[str, str] = field(default_factory=dict)  # controller -> our cgroup dir
+    reason: str = ""  # why some controllers are missing
+
+
+def _mounts() -> list[tuple[str, str, str, set[str]]]:
+    """(mount point, root of the mount, fstype, super options) of every cgroup mount."""
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fstype, _source, opts = [*right.split(), "", "", ""][:3]
+            if fstype in ("cgroup", "cgroup2"):
+                fields = left.split()
+                found.append((fields[4], fields[3], fstype, set(opts.split(","))))
+    return found
+
+
+def _host_path(point: str, root: str, own: str) -> str | None:
+    """Our cgroup as a path under a mount that may show only a subtree (containers)."""
+    if root != "/" and not (own == root or own.startswith(root.rstrip("/") + "/")):
+        return None
+    rel = own[len(root) :] if root != "/" else own
+    return os.path.normpath(point + "/" + rel.lstrip("/"))
+
+
+def _own_paths() -> dict[str, str]:
+    """Controller list (``"memory"``, ``"cpu,cpuacct"``, ``""`` for v2) -> our cgroup path."""
+    paths = {}
+    with open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _hid, controllers, path = line.rstrip("\n").split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                paths[name] = path
+    return paths
+
+
+def _writable_dir(path: str) -> bool:
+    probe = os.path.join(path, f"{_ROOT_NAME}.probe")
+    try:
+        os.mkdir(probe)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
+    return True
+
+
+def _detect() -> _Layout | None:
+    try:
+        mounts = _mounts()
+        own = _own_paths()
+    except OSError:
+        return None
+    v1 = {}
+    for point, root, fstype, opts in mounts:
+        if fstype != "cgroup":
+            continue
+        for ctrl in _V1_CONTROLLERS:
+            if ctrl in opts and ctrl in own:
+                path = _host_path(point, root, own[ctrl])
+                if path is not None and _writable_dir(path):
+                    v1["cpu" if ctrl == "cpuacct" else ctrl] = path
+    if v1:
+        missing = [c for c in ("memory", "pids", "cpu") if c not in v1]
+        return _Layout("v1", v1, f"cgroup-v1 {', '.join(missing)} not writable" if missing else "")
+    for point, root, fstype, _opts in mounts:
+        if fstype == "cgroup2" and "" in own:
+            path = _host_path(point, root, own[""])
+            return _detect_v2(path) if path is not None else None
+    return None
+
+
+def _detect_v2(own: str) -> _Layout | None:
+    try:
+        with open(os.path.join(own, "cgroup.controllers")) as fh:
+            available = set(fh.read().split())
+        wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+        if not wanted:
+            return None
+        # Children only get controllers our cgroup enables for its subtree; the kernel
+        # refuses that (EBUSY) while our own cgroup holds processes, unless it is the root.
+        with open(os.path.join(own, "cgroup.subtree_control"), "w") as fh:
+            fh.write(" ".join("+" + c for c in wanted))
+    except OSError:
+        return None
+    return _Layout("v2", dict.fromkeys(wanted, own))
+
+
+_layout_lock = threading.Lock()
+_layout: list[_Layout | None] = []
+
+
+def layout() -> _Layout | None:
+    """The usable cgroup layout here (cached), or ``None`` when we may not create cgroups."""
+    with _layout_lock:
+        if not _layout:
+            _layout.append(_detect())
+            if _layout[0] is not None:
+                _remove_stale(_layout[0])
+        return _layout[0]
+
+
+def _remove_stale(lay: _Layout) -> None:
+    """Remove groups left by earlier processes that died without cleaning up."""
+    for parent in set(lay.parents.values()):
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(parent):
+                if not entry.startswith("sdpo-gym.") or entry == _ROOT_NAME:
+                    continue
+                pid = entry.split(".", 1)[1].split(".")[0]
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    _rmtree_cgroup(os.path.join(parent, entry))
+
+
+def _rmtree_cgroup(path: str) -> None:
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(path):
+            sub = os.path.join(path, entry)
+            if os.path.isdir(sub):
+                _rmtree_cgroup(sub)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+class SlotCgroup:
+    """The cgroups of one slot; used by one run at a time (not thread-safe by itself)."""
+
+    def __init__(self, lay: _Layout, name: str) -> None:
+        self.version = lay.version
+        self.dirs: dict[str, str] = {}
+        for ctrl, parent in lay.parents.items():
+            path = os.path.join(parent, _ROOT_NAME, name)
+            os.makedirs(path, exist_ok=True)
+            self.dirs[ctrl] = path
+        if self.version == "v2":
+            # v2 hands controllers down one level at a time; runs live in leaves below.
+            enable = " ".join("+" + c for c in lay.parents)
+            slot_dir = self.dirs[next(iter(self.dirs))]
+            _write(os.path.join(os.path.dirname(slot_dir), "cgroup.subtree_control"), enable)
+            _write(os.path.join(slot_dir, "cgroup.subtree_control"), enable)
+        self.missing_reason = lay.reason
+        swap_file = "memory.memsw.limit_in_bytes" if self.version == "v1" else "memory.swap.max"
+        self.swap_capped = self.memory and os.path.exists(os.path.join(self.dirs["memory"], swap_file))
+        self._memory_limit: int | None = None  # last values written, to skip rewrites
+        self._pids_max: int | None = None
+        self._oom_base = 0
+        self._forks_base = 0
+        self._fds: dict[str, int] = {}  # v1: hot files stay open between runs (pread/pwrite)
+        self._run_dir: str | None = None  # v2: this run's leaf
+        self._old_leaves: list[str] = []  # v2: leaves still holding unreaped zombies
+        self._runs = 0
+
+    @property
+    def memory(self) -> bool:
+        return "memory" in self.dirs
+
+    @property
+    def pids(self) -> bool:
+        return "pids" in self.dirs
+
+    @property
+    def cpu(self) -> bool:
+        return "cpu" in self.dirs
+
+    def describe(self, limits: Limits, tasks: int) -> tuple[str, ...]:
+        tag = f"cgroup-{self.version}"
+        parts = []
+        if self.memory:
+            swap = "swap included" if self.swap_capped else "swap not capped"
+            parts.append(f"{tag} memory {limits.memory_mb} MiB (whole tree, {swap})")
+        if self.pids:
+            parts.append(f"{tag} pids {tasks} tasks")
+        if self.cpu:
+            parts.append(f"{tag} cpu accounting (tree CPU {limits.cpu_s:g}s enforced)")
+        return tuple(parts)
+
+    # -- file access ----------------------------------------------------------------------
+    def _path(self, ctrl: str, name: str) -> str:
+        base = self._run_dir if self.version == "v2" and self._run_dir else self.dirs[ctrl]
+        return os.path.join(base, name)
+
+    def _put(self, ctrl: str, name: str, data: str) -> None:
+        if self.version == "v2":
+            _write(self._path(ctrl, name), data)
+        else:
+            os.pwrite(self._cached_fd(ctrl, name, os.O_WRONLY), data.encode(), 0)
+
+    def _get(self, ctrl: str, name: str) -> str:
+        if self.version == "v2":
+            with open(self._path(ctrl, name)) as fh:
+                return fh.read()
+        return os.pread(self._cached_fd(ctrl, name, os.O_RDONLY), 1 << 16, 0).decode()
+
+    def _cached_fd(self, ctrl: str, name: str, mode: int) -> int:
+        key = f"{ctrl}/{name}/{mode}"
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = os.open(self._path(ctrl, name), mode | os.O_CLOEXEC)
+        return fd
+
+    def _field(self, ctrl: str, name: str, key: str) -> int:
+        for line in self._get(ctrl, name).splitlines():
+            field_name, _, value = line.partition(" ")
+            if field_name == key:
+                return int(value)
+        return 0
+
+    # -- per run --------------------------------------------------------------------------
+    def prepare(self, limits: Limits, tasks: int) -> None:
+        """Set limits and zero the counters before a run."""
+        if self.version == "v2":
+            self._new_leaf()
+        mem = memory_bytes(limits)
+        if self.memory and mem != self._memory_limit:
+            self._set_memory(mem)
+        if self.pids:
+            # bwrap's pid 1 outlives bwrap and is reaped by whoever adopts it (the host's
+            # init, which may take seconds); until then it still counts here. Allow for it
+            # so lingering zombies of earlier runs never eat into this run's task budget.
+            want = tasks + int(self._get("pids", "pids.current"))
+            if want != self._pids_max:
+                self._put("pids", "pids.max", str(want))
+                self._pids_max = want
+            self._forks_base = self._field("pids", "pids.events", "max")
+        if self.version == "v2":
+            return
+        if self.memory:
+            self._put("memory", "memory.max_usage_in_bytes", "0")
+            self._oom_base = self._field("memory", "memory.oom_control", "oom_kill")
+        if self.cpu:
+            self._put("cpu", "cpuacct.usage", "0")
+
+    def _set_memory(self, mem: int) -> None:
+        if self.version == "v2":
+            self._put("memory", "memory.max", str(mem))
+            if self.swap_capped:
+                self._put("memory", "memory.swap.max", "0")
+        else:
+            limit = self._path("memory", "memory.limit_in_bytes")
+            memsw = self._path("memory", "memory.memsw.limit_in_bytes")
+            # memsw must stay >= limit at every step, so the order depends on the direction.
+            lowering = self._memory_limit is None or mem < self._memory_limit
+            if self.swap_capped and not lowering:
+                _write(memsw, str(mem))
+            _write(limit, str(mem))
+            if self.swap_capped and lowering:
+                _write(memsw, str(mem))
+        self._memory_limit = mem
+
+    def _new_leaf(self) -> None:
+        """v2: a fresh leaf per run (counters such as ``memory.peak`` cannot be reset)."""
+        self._old_leaves = [leaf for leaf in self._old_leaves if not _try_rmdir(leaf)]
+        self._runs += 1
+        base = self.dirs[next(iter(self.dirs))]
+        self._run_dir = os.path.join(base, f"run-{self._runs}")
+        os.mkdir(self._run_dir)
+        self._memory_limit = self._pids_max = None
+        self._oom_base = self._forks_base = 0
+
+    def attach(self, pid: int) -> None:
+        """Move ``pid`` (stopped before exec) into this slot's groups."""
+        data = str(pid)
+        for ctrl in self.dirs:
+            self._put(ctrl, "cgroup.procs", data)
+            if self.version == "v2":
+                break  # one unified hierarchy
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds used by the tree so far."""
+        if not self.cpu:
+            return None
+        if self.version == "v2":
+            return self._field("cpu", "cpu.stat", "usage_usec") / 1e6
+        return int(self._get("cpu", "cpuacct.usage")) / 1e9
+
+    def stats(self) -> CgroupStats:
+        out = CgroupStats(cpu_s=self.cpu_s())
+        if self.memory:
+            if self.version == "v2":
+                if os.path.exists(self._path("memory", "memory.peak")):
+                    out.peak_memory_mb = int(self._get("memory", "memory.peak")) / MIB
+                oom = self._field("memory", "memory.events", "oom_kill")
+            else:
+                out.peak_memory_mb = int(self._get("memory", "memory.max_usage_in_bytes")) / MIB
+                oom = self._field("memory", "memory.oom_control", "oom_kill")
+            out.oom_killed = oom > self._oom_base
+        if self.pids:
+            out.forks_refused = self._field("pids", "pids.events", "max") - self._forks_base
+        return out
+
+    def kill_all(self) -> int:
+        """SIGKILL every task still in the slot; returns how many were found."""
+        ctrl = "pids" if self.pids else next(iter(self.dirs))
+        kill_file = self._path(ctrl, "cgroup.kill")
+        if self.version == "v2" and os.path.exists(kill_file):
+            pids = self._procs(ctrl)
+            if pids:
+                _write(kill_file, "1")
+            return len(pids)
+        found: set[int] = set()
+        for _ in range(100):  # a task may fork while we kill; repeat until the group is empty
+            pids = self._procs(ctrl)
+            if not pids:
+                break
+            found.update(pids)
+            for pid in pids:
+                _kill_if_member(pid, self._path(ctrl, ""))
+            time.sleep(0.002)  # let the kernel finish their exit
+        return len(found)
+
+    def _procs(self, ctrl: str) -> list[int]:
+        try:
+            return [int(x) for x in self._get(ctrl, "cgroup.procs").split()]
+        except OSError:
+            return []
+
+    def finish(self) -> None:
+        """After a run (v1 groups are kept for the next one; a v2 leaf is dropped)."""
+        if self.version == "v2" and self._run_dir:
+            if not _try_rmdir(self._run_dir):
+                self._old_leaves.append(self._run_dir)
+            self._run_dir = None
+
+    def remove(self, wait_s: float = 3.0) -> None:
+        """Delete the slot's groups, waiting a little for zombies to be reaped."""
+        self.finish()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        deadline = time.monotonic() + wait_s
+        leftovers = [*self._old_leaves, *self.dirs.values()]
+        while leftovers:
+            leftovers = [path for path in leftovers if not _try_rmdir(path)]
+            if not leftovers or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        for path in self.dirs.values():
+            _try_rmdir(os.path.dirname(path))  # the per-process parent, once empty
+
+
+def _try_rmdir(path: str) -> bool:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError:  # EBUSY: zombies not reaped yet
+        return False
+    return True
+
+
+def _write(path: str, data: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+def _kill_if_member(pid: int, group_dir: str) -> None:
+    """SIGKILL ``pid`` only if it is still in ``group_dir`` (pids get reused)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        rel = group_dir.rstrip("/")
+        with open(f"/proc/{pid}/cgroup") as fh:
+            member = any(rel.endswith(line.rstrip("\n").split(":", 2)[2]) for line in fh)
+        if member:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError as exc:
+        if exc.errno not in (errno.ESRCH, errno.ENOENT):
+            raise
+    finally:
+        os.close(pidfd)
