@@ -339,10 +339,11 @@ def test_killing_everything_in_the_sandbox_does_not_pass(backend):
         "                os.kill(pid, signal.SIGKILL)\n"
         "        except OSError:\n"
         "            pass\n"
-        "    return a + b\n"
+        "    return a + b + 1\n"
     )
     result = judge(backend, solution, [call("add", [1, 2], 3)])
-    assert result.verdict == "runtime_error" and result.reward == 0.0
+    # The harness is out of reach (pid 1 / a non-dumpable supervisor): the wrong answer is still judged.
+    assert result.verdict in ("wrong_answer", "runtime_error") and result.reward == 0.0
 
 
 def test_forged_report_on_the_sandbox_init_stdout_does_not_pass(backend):

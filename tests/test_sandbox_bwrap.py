@@ -192,3 +192,15 @@ def test_site_is_skipped_only_when_the_program_does_not_need_it(bwrap):
         bwrap, "import sys\ntry:\n    import yaml\nexcept ImportError:\n    pass\nprint(sys.flags.no_site)"
     )
     assert third_party.stdout == "0\n"
+
+
+def test_program_is_pid_1_with_no_sandbox_helper_to_attack():
+    """No bwrap helper of the same uid stays in the sandbox: its fds and memory were readable."""
+    from sdpo_envs.sandbox import run_python
+
+    result = run_python(
+        "import os\nprint(os.getpid(), sorted(p for p in os.listdir('/proc') if p.isdigit()))",
+        backend="bwrap",
+    )
+    assert result.status == "ok", result.stderr
+    assert result.stdout.split(maxsplit=1) == ["1", "['1']\n"] or result.stdout.strip() == "1 ['1']"

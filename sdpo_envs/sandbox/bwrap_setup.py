@@ -53,7 +53,9 @@ def static_args(bwrap: str, *, share_net: bool, mount_proc: bool) -> list[str]:
     args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
     if share_net:
         args.append("--share-net")  # the slot's own empty netns, entered by the spawning thread
-    args += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr", *root_links()]
+    # --as-pid-1: the program itself is pid 1, so no bwrap helper of the same uid is left in
+    # the sandbox for it to ptrace or to read through /proc/1 (fds, memory).
+    args += ["--as-pid-1", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr", *root_links()]
     _python, prefix = sandbox_python()
     if prefix:
         args += ["--ro-bind", prefix, prefix]
