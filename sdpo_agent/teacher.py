@@ -22,8 +22,12 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model)
     clone.requires_grad_(False)
     clone.eval()
-    if hasattr(clone, "gradient_checkpointing_disable"):
-        clone.gradient_checkpointing_disable()  # no backward through the teacher
+    # No backward runs through the teacher (transformers 5 renamed the switch).
+    disable = getattr(clone, "activation_checkpointing_disable", None) or getattr(
+        clone, "gradient_checkpointing_disable", None
+    )
+    if disable is not None:
+        disable()
     return clone
 
 
