@@ -25,10 +25,10 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import code_judge  # noqa: E402  (part b lives beside this file)
+import code_judge
 
-from sdpo_envs.sandbox import available_backends, get_backend  # noqa: E402
-from sdpo_envs.sandbox.bwrap import BwrapBackend  # noqa: E402
+from sdpo_envs.sandbox import available_backends, get_backend
+from sdpo_envs.sandbox.bwrap import BwrapBackend
 
 PY = "/usr/bin/python3"
 
@@ -61,7 +61,9 @@ def run_once(backend, argv) -> float:
     else:
         result = backend.run(argv)
         if result.status != "ok":
-            raise RuntimeError(f"{backend.name} run failed: {result.status} {result.detail} {result.stderr[-300:]}")
+            raise RuntimeError(
+                f"{backend.name} run failed: {result.status} {result.detail} {result.stderr[-300:]}"
+            )
     return time.perf_counter() - start
 
 

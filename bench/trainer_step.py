@@ -1,6 +1,7 @@
 """Time per optimizer step and peak memory: our SDPO/GRPO trainers against TRL's.
 
     .venv/bin/python bench/trainer_step.py [--models tiny,smollm2-135m] [--steps N] [--quick]
+        [--rounds R] [--threads T] [--no-gradient-checkpointing] [--show bench/results/trainer_step.json]
 
 TRL comes only with the ``bench`` extra (``pip install -e '.[bench]'``). Each configuration
 (model x trainer) runs in its own subprocess, one after the other, with the trainers
@@ -14,12 +15,15 @@ per optimizer step, the same seed and thread count, and ``min_new_tokens`` equal
 both sides: top-20 logit distillation (ours ``full_logit_distillation=True,
 distillation_topk=20``; TRL ``distillation_mode="topk_logits"``), reverse KL
 (``distillation_alpha=1``), EMA teacher with rate 0.05, pure distillation
-(``distillation_weight=1``), environment feedback from ``privileged_context`` on.
+(``distillation_weight=1``), environment feedback from ``privileged_context`` on. One torch
+thread by default (``--threads``): with more, other processes on a small shared machine make
+the intra-op threads spin-wait on each other and the wall times meaningless.
 
 Time per step: wall time from ``on_step_begin`` to ``on_step_end`` of a callback added
 after the trainer's own callbacks (so generation, rewards, reprompting, teacher and
 student forwards, backward, optimizer step and the EMA teacher update are all inside),
-median over the measured steps after the warm-up steps. Memory, two figures:
+median over the measured steps after the warm-up steps; next to it the process CPU time per
+step (all threads), which other processes' load skews least. Memory, two figures:
 
 * ``maxrss``: the subprocess's peak resident set (``ru_maxrss``) at the end -- interpreter,
   imports, model, teacher copy, optimizer state, everything;
@@ -65,6 +69,7 @@ NUM_PROMPTS = 32
 GOAL_TIME = 0.5
 GOAL_MEMORY = 1.0
 GOAL_SDPO_OVER_GRPO = 1.1
+MEMORY_TIE = 0.02
 PHASES = (
     "generate",
     "prepare_other",
@@ -536,14 +541,25 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
     return summary
 
 
+LEGEND = (
+    "\nstep s = wall time per optimizer step; CPU s = process CPU time (all threads) per step. "
+    "maxrss = peak RSS of the whole subprocess (ru_maxrss, MiB); growth = peak RSS sampled every 10 ms "
+    "during the measured steps minus RSS@train, the RSS just before train() with all weights resident. "
+    f"Goal marks: ok, tie (memory within {MEMORY_TIE:.0%} of the limit), MISSED."
+)
+
+
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _goal(value: float | None, limit: float) -> str:
+def _goal(value: float | None, limit: float, tie: float = 0.0) -> str:
+    """ok, tie (within ``tie`` of the limit: RSS readings move by about 2% between runs), MISSED."""
     if value is None:
         return ""
-    return "ok" if value <= limit else "MISSED"
+    if value <= limit:
+        return "ok"
+    return "tie" if value <= limit * (1 + tie) else "MISSED"
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -576,8 +592,8 @@ def report(summary: dict[str, Any]) -> str:
                 "sdpo_maxrss_ours_over_trl",
                 "sdpo_growth_ours_over_trl",
                 f"time <= {GOAL_TIME} [{_goal(r['sdpo_time_ours_over_trl'], GOAL_TIME)}], "
-                f"memory <= {GOAL_MEMORY} [maxrss {_goal(r['sdpo_maxrss_ours_over_trl'], GOAL_MEMORY)}, "
-                f"growth {_goal(r['sdpo_growth_ours_over_trl'], GOAL_MEMORY)}]",
+                f"memory <= {GOAL_MEMORY} [maxrss {_goal(r['sdpo_maxrss_ours_over_trl'], GOAL_MEMORY, MEMORY_TIE)}, "
+                f"growth {_goal(r['sdpo_growth_ours_over_trl'], GOAL_MEMORY, MEMORY_TIE)}]",
             ),
             (
                 "GRPO ours/TRL (context)",
@@ -594,8 +610,8 @@ def report(summary: dict[str, Any]) -> str:
                 "ours_sdpo_over_grpo_maxrss",
                 "ours_sdpo_over_grpo_growth",
                 f"memory <= {GOAL_SDPO_OVER_GRPO} [maxrss "
-                f"{_goal(r['ours_sdpo_over_grpo_maxrss'], GOAL_SDPO_OVER_GRPO)}, growth "
-                f"{_goal(r['ours_sdpo_over_grpo_growth'], GOAL_SDPO_OVER_GRPO)}]",
+                f"{_goal(r['ours_sdpo_over_grpo_maxrss'], GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}, growth "
+                f"{_goal(r['ours_sdpo_over_grpo_growth'], GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
             ),
         ]
         for name, t, c, m, g, goal in lines:
@@ -625,7 +641,13 @@ def main() -> None:
         "--quick", action="store_true", help="smoke run: tiny model, 1 warm-up + 2 steps, L=32"
     )
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: usable cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in every run (default 1: on a shared machine, OpenMP threads that spin-wait "
+        "for a descheduled sibling turn others' load into 10-100x slower steps; use all cores when idle)",
+    )
     parser.add_argument(
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,
@@ -635,6 +657,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=900.0, help="per subprocess, seconds")
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "trainer_step.json"))
+    parser.add_argument("--show", metavar="JSON", help="print the tables of an earlier results file and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -642,11 +665,18 @@ def main() -> None:
         result = run_child(json.loads(args.child))
         print(MARKER + json.dumps(result), flush=True)
         return
+    if args.show:
+        saved = json.loads(Path(args.show).read_text())
+        print(f"command: {saved['command']}")
+        print(f"machine: {json.dumps(saved['machine'])}")
+        print(report(saved["summary"]))
+        print(LEGEND)
+        return
 
     from sdpo_agent.models import materialize_alias
 
     info = machine()
-    threads = args.threads or info["usable_cores"] or 1
+    threads = args.threads
     models = (
         ["tiny"] if args.quick and args.models == parser.get_default("models") else args.models.split(",")
     )
@@ -716,11 +746,7 @@ def main() -> None:
     summary = summarise(runs)
     print()
     print(report(summary))
-    print(
-        "\nstep s = wall time per optimizer step; CPU s = process CPU time (all threads) per step. "
-        "maxrss = peak RSS of the whole subprocess (ru_maxrss, MiB); growth = peak RSS sampled every 10 ms "
-        "during the measured steps minus RSS@train, the RSS just before train() with all weights resident."
-    )
+    print(LEGEND)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     payload = {

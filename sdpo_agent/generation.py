@@ -154,8 +154,8 @@ def prefill_shared_prefix(
     earlier columns, so they equal a full forward's (the batch it is computed in can change
     float rounding). Under autograd the copy is an index (its backward sums over the rows),
     so this is only used where the model keeps its cache: not while gradient checkpointing
-    recomputes layers, and not through a DDP/FSDP/DeepSpeed wrapper, which expects one
-    forward per backward. Not in training mode with any dropout either (a shared prompt
+    recomputes layers, and not with several processes (DDP/FSDP/DeepSpeed expect one
+    forward per backward). Not in training mode with any dropout either (a shared prompt
     forward would share its dropout masks across the rows).
     """
     if prefix_length < 1 or prefix_length >= input_ids.shape[1]:
@@ -163,7 +163,7 @@ def prefill_shared_prefix(
     cache_kwarg = _cache_kwarg(model)
     if cache_kwarg is None:
         return None
-    if torch.is_grad_enabled() and model.training and getattr(model, "is_gradient_checkpointing", False):
+    if torch.is_grad_enabled() and (_distributed() or (model.training and _checkpointing(model))):
         return None
     if model.training and not _dropout_free(model):
         return None  # one prompt forward per group would share its dropout masks across the group
@@ -228,6 +228,18 @@ def _distinct_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
         return None
     first = [owner.index(k) for k in range(len(position))]
     return torch.tensor(first, device=ids.device), torch.tensor(owner, device=ids.device)
+
+
+def _distributed() -> bool:
+    """Several processes: a sharded or wrapped model may expect one forward per backward."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _checkpointing(model) -> bool:
+    """Any layer set to recompute its activations in backward (``is_activation_checkpointing``,
+    without that property's version-dependent name)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def _dropout_free(model) -> bool:
