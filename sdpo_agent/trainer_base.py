@@ -21,7 +21,7 @@ from sdpo_envs import make_env_factory
 from .batching import build_tensors, split_batch
 from .config import RolloutConfig
 from .diagnostics import Diagnostics
-from .generation import TransformersGenerator
+from .generation import TransformersGenerator, shared_prefix_logits
 from .losses import group_advantages, selective_log_softmax
 from .model_loading import prepare_model_and_tokenizer
 from .rewards import load_reward_funcs, score
@@ -297,18 +297,34 @@ class RolloutTrainer(Trainer):
         return list(ids)
 
     def completion_logits(self, model, input_ids, attention_mask, completion_length: int) -> torch.Tensor:
-        """Temperature-scaled logits predicting each completion token: [B, T, V]."""
+        """Temperature-scaled logits predicting each completion token: [B, T, V].
+
+        Rows whose prompt part repeats (a group's rollouts; teacher reprompts that carry the
+        same demonstration and feedback) get it computed once and its KV cache copied to
+        the others, wherever the model keeps a cache (see ``shared_prefix_logits``: not
+        with gradients under gradient checkpointing or several processes); the same logits
+        up to float rounding. Otherwise one full forward.
+        """
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(
             min=0
         )  # as generate() does with left padding
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
+        logits = shared_prefix_logits(
+            model,
+            input_ids,
+            attention_mask,
+            position_ids,
+            prefix_length=input_ids.shape[1] - completion_length - 1,
             logits_to_keep=completion_length + 1,
-            use_cache=False,
         )
-        logits = out.logits[:, :-1, :]
+        if logits is None:
+            logits = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                logits_to_keep=completion_length + 1,
+                use_cache=False,
+            ).logits
+        logits = logits[:, :-1, :]
         return logits / self.args.temperature if self.args.temperature != 1.0 else logits
 
     def _student_inputs(self, batch: dict[str, Any], rows: slice | torch.Tensor | None = None):
