@@ -232,7 +232,9 @@ class Phases:
         cell[0] += end[0] - start[0]
         cell[1] += end[1] - start[1]
 
-    def wrap(self, obj: Any, name: str, bucket: str, flag: str | None = None) -> None:
+    def wrap(self, obj: Any, name: str, bucket: str, flag: str | None = None, forward: bool = False) -> None:
+        """Time ``obj.name`` into ``bucket``; ``forward``: a model forward, also split by
+        whether it ran inside the loss or while preparing the batch (like ``hook_forward``)."""
         fn = getattr(obj, name)
 
         def wrapper(*args, **kwargs):
@@ -242,7 +244,10 @@ class Phases:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(bucket, start, self.now())
+                end = self.now()
+                self.add(bucket, start, end)
+                if forward:
+                    self.add(f"{bucket}@loss" if self.in_loss else f"{bucket}@prepare", start, end)
                 if flag:
                     setattr(self, flag, False)
 
@@ -294,11 +299,16 @@ def instrument(trainer, kind: str):
 
     phases = Phases()
     student = trainer.accelerator.unwrap_model(trainer.model)
-    phases.wrap(student, "generate", "generate", flag="generating")
-    phases.hook_forward(student, "student_fwd")
-    if kind == "ours-sdpo":
-        phases.hook_forward(trainer.teacher.model, "teacher_fwd")
-    elif kind == "trl-sdpo":
+    if kind.startswith("ours"):
+        # Our fast paths call the layers, not model.forward: time the trainer's own steps.
+        phases.wrap(trainer.generator, "generate", "generate", flag="generating")
+        phases.wrap(trainer, "student_logits", "student_fwd", forward=True)
+        if kind == "ours-sdpo":
+            phases.wrap(trainer.teacher, "logits", "teacher_fwd", forward=True)
+    else:
+        phases.wrap(student, "generate", "generate", flag="generating")
+        phases.hook_forward(student, "student_fwd")
+    if kind == "trl-sdpo":
         phases.hook_forward(trainer.accelerator.unwrap_model(trainer.teacher_model), "teacher_fwd")
     phases.wrap(trainer, "_prepare_inputs", "prepare")
     phases.wrap(trainer, "compute_loss", "compute_loss", flag="in_loss")

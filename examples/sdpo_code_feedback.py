@@ -32,5 +32,7 @@ trainer = SDPOTrainer(model=cli.model, args=args, env="sdpo/CodeExec-v0")
 trainer.train()
 for record in trainer.state.log_history:
     if "rewards/env/mean" in record:
-        print(f"step {record['step']}: reward {record['rewards/env/mean']:.3f}, "
-              f"feedback used {record.get('self_distillation/feedback_used_fraction', 0):.2f}")
+        print(
+            f"step {record['step']}: reward {record['rewards/env/mean']:.3f}, "
+            f"feedback used {record.get('self_distillation/feedback_used_fraction', 0):.2f}"
+        )

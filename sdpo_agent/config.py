@@ -85,6 +85,13 @@ class RolloutConfig(TrainingArguments):
     judge_workers: int | None = field(
         default=None, metadata={"help": "threads judging rollouts concurrently"}
     )
+    use_fast_decoder: bool = field(
+        default=True,
+        metadata={
+            "help": "Llama-family models: our static-cache sampler and prefix-shared, self-checkpointed "
+            "forwards (the same results up to float rounding); False: the model's own generate()/forward"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -258,18 +257,6 @@ def fit_retry_window(
 # ------------------------------------------------------------------------------ methods
 
 
-def _sampling_args(temperature: float) -> SimpleNamespace:
-    return SimpleNamespace(
-        temperature=temperature,
-        top_p=1.0,
-        top_k=0,
-        min_p=None,
-        repetition_penalty=1.0,
-        cache_implementation=None,
-        generation_kwargs=None,
-    )
-
-
 def _prompt_ids(tokenizer: Any, messages: Messages, tools: Any = None) -> list[int]:
     return list(
         tokenizer.apply_chat_template(
@@ -292,12 +279,13 @@ def run_best_of_k(
     """``spec.samples_per_seed`` i.i.d. samples from ``model`` on one question, in order."""
     import torch
 
-    from .generation import TransformersGenerator
+    from .fast_generation import StaticCacheGenerator
+    from .generation import sampling_settings
     from .rollout import AgentLoop, EpisodeContext
 
     start = time.monotonic()
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = TransformersGenerator(lambda: model, tokenizer, _sampling_args(spec.temperature), eos)
+    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(spec.temperature), eos)
     envs = [env_factory() for _ in range(min(batch_size, spec.samples_per_seed))]
     loop = AgentLoop(
         generator,
@@ -349,7 +337,8 @@ def run_retries(
     """One retry conversation on one question; it ends at the first success or the budget."""
     import torch
 
-    from .generation import TransformersGenerator
+    from .fast_generation import StaticCacheGenerator
+    from .generation import sampling_settings
 
     if getattr(env, "max_turns", 1) > 1:
         raise ValueError(
@@ -358,7 +347,7 @@ def run_retries(
         )
     start = time.monotonic()
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = TransformersGenerator(lambda: model, tokenizer, _sampling_args(spec.temperature), eos)
+    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(spec.temperature), eos)
     torch.manual_seed(seed)
     _, info = env.reset(options={"index": task_index})
     prompt = info["messages"]

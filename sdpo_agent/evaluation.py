@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,8 @@ import torch
 
 from sdpo_envs import TextEnv
 
-from .generation import TransformersGenerator
+from .fast_generation import StaticCacheGenerator
+from .generation import sampling_settings
 from .rollout import AgentLoop, EpisodeContext
 from .task_rows import reset_options
 
@@ -87,17 +87,8 @@ def evaluate_env(
     ks = sorted(set(ks))
     if ks[-1] > n:
         raise ValueError(f"pass@{ks[-1]} needs n >= {ks[-1]} samples per task, got n={n}")
-    args = SimpleNamespace(
-        temperature=temperature,
-        top_p=1.0,
-        top_k=0,
-        min_p=None,
-        repetition_penalty=1.0,
-        cache_implementation=None,
-        generation_kwargs=None,
-    )
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = TransformersGenerator(lambda: model, tokenizer, args, eos)
+    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(temperature), eos)
     loop = AgentLoop(
         generator,
         tokenizer,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import torch
@@ -17,6 +18,21 @@ from transformers import GenerationConfig
 
 class GenerationBackend(Protocol):
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
+
+
+def sampling_settings(temperature: float = 1.0, **overrides: Any) -> SimpleNamespace:
+    """The generation fields a backend reads (as on ``RolloutConfig``), for callers that
+    sample without a trainer config: plain sampling at ``temperature``."""
+    fields = {
+        "temperature": temperature,
+        "top_p": 1.0,
+        "top_k": 0,
+        "min_p": None,
+        "repetition_penalty": 1.0,
+        "cache_implementation": None,
+        "generation_kwargs": None,
+    }
+    return SimpleNamespace(**{**fields, **overrides})
 
 
 def left_pad(

@@ -24,7 +24,7 @@ from .losses import (
 )
 from .reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
 from .teacher import Teacher
-from .trainer_base import RolloutTrainer
+from .trainer_base import RolloutTrainer, zero_loss
 
 
 class SDPOTrainer(RolloutTrainer):
@@ -121,13 +121,11 @@ class SDPOTrainer(RolloutTrainer):
         hybrid = args.sdpo_policy_loss_mode == "hybrid"
         sd_rows = inputs["self_distillation_mask"] * inputs["valid"]
         rows = sd_rows.nonzero().squeeze(1)
-        length = inputs["completion_ids"].shape[1]
 
         student_rows = None if hybrid else rows  # distillation_only: rows without a teacher add nothing
         policy_loss = None
         if rows.numel() or hybrid:
-            ids, mask = self._student_inputs(inputs, student_rows)
-            student_logits = self.completion_logits(model, ids, mask, length)
+            student_logits = self.student_logits(model, inputs, student_rows)
             if hybrid:
                 policy_loss = policy_gradient_loss(self, student_logits, inputs)
                 self._metrics[mode]["policy_loss"].append(policy_loss.item())
@@ -135,8 +133,7 @@ class SDPOTrainer(RolloutTrainer):
         if rows.numel():
             distillation_loss = self._distillation_loss(model, inputs, rows, student_logits, mode)
         else:
-            # Zero, but attached to every trainable parameter so DDP's gradient sync stays in step.
-            distillation_loss = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+            distillation_loss = zero_loss(model)
             self._metrics[mode]["distillation_loss"].append(0.0)
         accumulation = self.current_gradient_accumulation_steps if model.training else 1
         return combine_losses(

@@ -20,16 +20,25 @@ from sdpo_envs import make_env_factory
 
 from .batching import build_tensors, split_batch
 from .config import RolloutConfig
+from .decoder import view_for
 from .diagnostics import Diagnostics
-from .generation import TransformersGenerator, shared_prefix_logits
+from .fast_generation import RolloutRecord, StaticCacheGenerator
+from .generation import _checkpointing, _dropout_free, shared_prefix_logits
 from .losses import group_advantages, selective_log_softmax
 from .model_loading import prepare_model_and_tokenizer
+from .packed_forward import PackedLayout, packed_completion_logits
 from .rewards import load_reward_funcs, score
 from .rollout import AgentLoop, EpisodeContext, Rollout
 from .sampling import RepeatSampler
 from .task_rows import TASK_INDEX, env_task_dataset, reset_options
 
 logger = logging.getLogger(__name__)
+
+
+def zero_loss(model: torch.nn.Module) -> torch.Tensor:
+    """0, attached to every trainable parameter, so a micro-batch with nothing to learn
+    still runs a backward that DDP's gradient sync can follow."""
+    return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
 
 class _TeacherStepCallback(TrainerCallback):
@@ -89,8 +98,12 @@ class RolloutTrainer(Trainer):
         self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (ALGORITHM.md)
         self.tokenizer = tokenizer
         self.eos_token_ids = sorted({tokenizer.eos_token_id, *self._generation_eos_ids()} - {None})
-        self.generator = TransformersGenerator(
-            lambda: self.accelerator.unwrap_model(self.model), tokenizer, args, self.eos_token_ids
+        self.generator = StaticCacheGenerator(
+            lambda: self.accelerator.unwrap_model(self.model),
+            tokenizer,
+            args,
+            self.eos_token_ids,
+            version_getter=lambda: self.state.global_step,
         )
         self.agent = AgentLoop(
             self.generator,
@@ -167,6 +180,7 @@ class RolloutTrainer(Trainer):
             return self.build_batch(generation_batch, "eval")
         generate_every = self.args.steps_per_generation * self.args.num_iterations
         if self._step % generate_every == 0 or self._buffered_inputs is None:
+            self._buffered_inputs = None  # drop the previous batch (and its layer record) first
             batch = self.build_batch(generation_batch, "train")
             self._buffered_inputs = split_batch(batch, self.args.steps_per_generation)
             self.dispatch_event(
@@ -178,7 +192,10 @@ class RolloutTrainer(Trainer):
 
     def build_batch(self, rows: list[dict[str, Any]], mode: str) -> dict[str, Any]:
         """rollout → reward → tensors → (subclass) extend_batch."""
+        # Layer inputs kept while sampling replace the student's checkpointed forward (train only).
+        self.generator.record_budget_bytes = self._record_budget() if mode == "train" else 0
         prompts, rollouts = self.rollout(rows)
+        record = self.generator.last_record if all(r.turns == 1 for r in rollouts) else None
         completions_text = [
             self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts
         ]
@@ -190,6 +207,8 @@ class RolloutTrainer(Trainer):
             mask_truncated=self.args.mask_truncated_completions,
             device=self.accelerator.device,
         )
+        batch["row_index"] = torch.arange(len(rollouts), device=self.accelerator.device)
+        batch["rollout_record"] = record
         batch["advantages"] = advantages.to(self.accelerator.device)
         batch["valid"] = valid.to(self.accelerator.device, torch.float32)
         if mode == "train" and self.args.old_logps_needed:
@@ -296,15 +315,55 @@ class RolloutTrainer(Trainer):
             ids = ids[-self.args.max_prompt_length :]
         return list(ids)
 
-    def completion_logits(self, model, input_ids, attention_mask, completion_length: int) -> torch.Tensor:
-        """Temperature-scaled logits predicting each completion token: [B, T, V].
+    def completion_logits(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        completion_length: int,
+        *,
+        record: RolloutRecord | None = None,
+        record_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Temperature-scaled logits predicting each of the last ``completion_length`` tokens: [B, T, V].
 
-        Rows whose prompt part repeats (a group's rollouts; teacher reprompts that carry the
-        same demonstration and feedback) get it computed once and its KV cache copied to
-        the others, wherever the model keeps a cache (see ``shared_prefix_logits``: not
-        with gradients under gradient checkpointing or several processes); the same logits
-        up to float rounding. Otherwise one full forward.
+        Llama-family models go through ``packed_forward``: every distinct prompt computed
+        once, our own per-layer checkpointing under gradient checkpointing, and, when
+        ``record`` holds the layer inputs sampled for these rows (``record_rows`` of the
+        generation batch) under the current weights, no forward at all before the backward.
+        Other models: the shared-prefix cache path of ``shared_prefix_logits`` where it
+        applies, else one full forward. The same logits up to float rounding either way.
         """
+        view = view_for(model) if self.args.use_fast_decoder else None
+        if view is not None:
+            prompt_ids, prompt_mask = (
+                input_ids[:, :-completion_length],
+                attention_mask[:, :-completion_length],
+            )
+            completion_ids = input_ids[:, -completion_length:]
+            layout = PackedLayout.build(prompt_ids, prompt_mask, completion_ids)
+            layer_record = self._layer_record(model, record, record_rows, layout)
+            logits = packed_completion_logits(
+                view,
+                prompt_ids,
+                prompt_mask,
+                completion_ids,
+                checkpoint=model.training and _checkpointing(model),
+                record=layer_record,
+                layout=layout,
+            )
+        else:
+            logits = self._library_completion_logits(model, input_ids, attention_mask, completion_length)
+        return logits / self.args.temperature if self.args.temperature != 1.0 else logits
+
+    def _layer_record(self, model, record, rows, layout):
+        if record is None or rows is None or model is not self.accelerator.unwrap_model(self.model):
+            return None
+        if record.version != self.state.global_step or (model.training and not _dropout_free(model)):
+            return None  # sampled under other weights, or training-mode dropout would differ
+        return record.layer_record(rows, layout)
+
+    def _library_completion_logits(self, model, input_ids, attention_mask, completion_length: int):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(
             min=0
         )  # as generate() does with left padding
@@ -324,8 +383,23 @@ class RolloutTrainer(Trainer):
                 logits_to_keep=completion_length + 1,
                 use_cache=False,
             ).logits
-        logits = logits[:, :-1, :]
-        return logits / self.args.temperature if self.args.temperature != 1.0 else logits
+        return logits[:, :-1, :]
+
+    def student_logits(self, model, batch: dict[str, Any], rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``completion_logits`` of the policy on the batch's (selected) rows, using the
+        sampling-time layer record when it matches."""
+        ids, mask = self._student_inputs(batch, rows)
+        index = batch.get("row_index")
+        if index is not None and rows is not None:
+            index = index[rows]
+        return self.completion_logits(
+            model,
+            ids,
+            mask,
+            batch["completion_ids"].shape[1],
+            record=batch.get("rollout_record"),
+            record_rows=index,
+        )
 
     def _student_inputs(self, batch: dict[str, Any], rows: slice | torch.Tensor | None = None):
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
@@ -334,14 +408,20 @@ class RolloutTrainer(Trainer):
             ids, mask = ids[rows], mask[rows]
         return ids, mask
 
+    def _record_budget(self) -> int:
+        """Bytes of layer inputs worth keeping while sampling: half the policy's weights."""
+        model = self.accelerator.unwrap_model(self.model)
+        if not self.args.use_fast_decoder or view_for(model) is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in model.parameters()) // 2
+
     @torch.no_grad()
     def _old_logps(self, batch: dict[str, Any]) -> torch.Tensor:
         chunks = []
         step = self.args.per_device_train_batch_size
         for start in range(0, batch["completion_ids"].shape[0], step):
-            rows = slice(start, start + step)
-            ids, mask = self._student_inputs(batch, rows)
-            logits = self.completion_logits(self.model, ids, mask, batch["completion_ids"].shape[1])
+            rows = torch.arange(start, min(start + step, batch["completion_ids"].shape[0]))
+            logits = self.student_logits(self.model, batch, rows)
             chunks.append(selective_log_softmax(logits, batch["completion_ids"][rows]))
         return torch.cat(chunks)
 

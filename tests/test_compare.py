@@ -31,8 +31,24 @@ class EvenLengthEnv(TextEnv):
 
 sdpo_envs.register("test/EvenLength-v0", entry_point=EvenLengthEnv)
 
-SMALL = ["--model", "tiny", "--steps", "2", "--batch-size", "4", "--num-generations", "2",
-         "--max-completion-length", "8", "--eval-every", "1", "--eval-tasks", "6", "--eval-samples", "2"]
+SMALL = [
+    "--model",
+    "tiny",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--num-generations",
+    "2",
+    "--max-completion-length",
+    "8",
+    "--eval-every",
+    "1",
+    "--eval-tasks",
+    "6",
+    "--eval-samples",
+    "2",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +73,9 @@ def test_compare_writes_report_and_plots_with_the_measured_values(tmp_path, caps
         line = next(line for line in report.splitlines() if line.startswith(f"| {algo} |"))
         assert f"{row['final_mean']:.3f} ± {row['final_std']:.3f}" in line
     # The last held-out point of each run is the one in its metrics file.
-    metrics = [json.loads(line) for line in (out / "runs" / "sdpo-s0" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (out / "runs" / "sdpo-s0" / "metrics.jsonl").read_text().splitlines()
+    ]
     last = [m["heldout/pass@1"] for m in metrics if "heldout/pass@1" in m][-1]
     assert summary["curves"][0]["pass1"][-1] == last
     assert "sdpo compare --env test/EvenLength-v0" in report
@@ -66,27 +84,66 @@ def test_compare_writes_report_and_plots_with_the_measured_values(tmp_path, caps
 
 def test_single_seed_report_claims_no_winner(tmp_path):
     out = tmp_path / "one"
-    assert main(["compare", "--env", "test/EvenLength-v0", *SMALL, "--seeds", "0", "--output-dir", str(out)]) == 0
+    assert (
+        main(["compare", "--env", "test/EvenLength-v0", *SMALL, "--seeds", "0", "--output-dir", str(out)])
+        == 0
+    )
     assert "no difference is claimed" in (out / "report.md").read_text()
 
 
 def test_train_and_eval_commands(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--env", "test/EvenLength-v0", *SMALL, "--algorithm", "dr_grpo", "--output-dir", str(out),
-                 "--set", "temperature=0.9"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "test/EvenLength-v0",
+                *SMALL,
+                "--algorithm",
+                "dr_grpo",
+                "--output-dir",
+                str(out),
+                "--set",
+                "temperature=0.9",
+            ]
+        )
+        == 0
+    )
     job = json.loads((out / "job.json").read_text())
     assert job["algorithm"] == "dr_grpo" and job["overrides"] == {"temperature": 0.9}
     assert (out / "final" / "config.json").exists()
     capsys.readouterr()
-    assert main(["eval", "--env", "test/EvenLength-v0", "--model", str(out / "final"), "--tasks", "4",
-                 "--samples", "4", "--k", "1,4", "--max-completion-length", "8", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--env",
+                "test/EvenLength-v0",
+                "--model",
+                str(out / "final"),
+                "--tasks",
+                "4",
+                "--samples",
+                "4",
+                "--k",
+                "1,4",
+                "--max-completion-length",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert 0.0 <= report["pass@1"] <= report["pass@4"] <= 1.0 and report["tasks"] == 4
 
 
 def test_unknown_config_field_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown SDPOConfig field"):
-        main(["train", "--env", "test/EvenLength-v0", *SMALL, "--output-dir", str(tmp_path), "--set", "nope=1"])
+        main(
+            ["train", "--env", "test/EvenLength-v0", *SMALL, "--output-dir", str(tmp_path), "--set", "nope=1"]
+        )
 
 
 def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):

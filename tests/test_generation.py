@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -11,22 +9,13 @@ from sdpo_agent.generation import (
     TransformersGenerator,
     left_pad,
     prefill_shared_prefix,
+    sampling_settings,
     shared_prefix_logits,
 )
 from sdpo_agent.tiny_model import build_tiny_model
 
 
-def sampling_args(**overrides):
-    args = {
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "min_p": None,
-        "repetition_penalty": 1.0,
-        "cache_implementation": None,
-        "generation_kwargs": None,
-    }
-    return SimpleNamespace(**{**args, **overrides})
+sampling_args = sampling_settings
 
 
 @pytest.fixture(scope="module")

@@ -380,9 +380,13 @@ class OracleToolGenerator:
             question = next(q for q in self.tasks if q in text)
             turn = text.count("<tool_response>") and text.count("<|im_start|>assistant") - 1
             # Odd rows answer wrongly at once; only oracle episodes reach later turns.
-            actions = oracle_actions(self.tasks[question]) if row % 2 == 0 or turn else ["<answer>-1</answer>"]
+            actions = (
+                oracle_actions(self.tasks[question]) if row % 2 == 0 or turn else ["<answer>-1</answer>"]
+            )
             action = actions[min(turn, len(actions) - 1)]
-            out.append(self.tokenizer(action, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id])
+            out.append(
+                self.tokenizer(action, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            )
         self.calls += 1
         return out
 
@@ -393,11 +397,22 @@ def test_sdpo_on_multi_turn_tool_use_env(tmp_path):
     model, tokenizer = build_tiny_model()
     env = gym.make("sdpo/ToolUse-v0", dataset="procedural:db_lookup,convert").unwrapped
     rows = [env.tasks[i] for i in range(4)]
-    args = SDPOConfig(output_dir=str(tmp_path), max_steps=1, include_environment_feedback=True, max_turns=4,
-                      max_prompt_length=None, env_kwargs={"tools_in_prompt": False},
-                      **{**FAST, "max_completion_length": 200})
-    trainer = SDPOTrainer(model=model, args=args, env="sdpo/ToolUse-v0", train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer)
+    args = SDPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        include_environment_feedback=True,
+        max_turns=4,
+        max_prompt_length=None,
+        env_kwargs={"tools_in_prompt": False},
+        **{**FAST, "max_completion_length": 200},
+    )
+    trainer = SDPOTrainer(
+        model=model,
+        args=args,
+        env="sdpo/ToolUse-v0",
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
     trainer.generator = OracleToolGenerator(tokenizer, {r["question"]: r for r in rows})
     trainer.agent.generator = trainer.generator
     _, rollouts = trainer.rollout([rows[0]] * 4)
