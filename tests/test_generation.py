@@ -14,7 +14,6 @@ from sdpo_agent.generation import (
 )
 from sdpo_agent.tiny_model import build_tiny_model
 
-
 sampling_args = sampling_settings
 
 
