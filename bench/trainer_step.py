@@ -8,14 +8,15 @@ TRL comes only with the ``bench`` extra (``pip install -e '.[bench]'``). Each co
 alternating (ours, TRL, ...; the order flips every round), so a busy machine skews all of
 them alike. Every subprocess trains from the same saved model directory on the same 32
 chat prompts (short sums, each with a ``privileged_context``) with the same deterministic
-reward (1.0 when the sum of the completion's token ids is even: a 0/1 mix, so SDPO gets
-demonstrations), ``per_device_train_batch_size=8``, ``num_generations=4``, one micro-batch
+reward (1.0 when the sum of the completion's token ids is a multiple of 2, or of 8 in the
+"sparse" scenario; see SCENARIOS), ``per_device_train_batch_size=8``, ``num_generations=4``, one micro-batch
 per optimizer step, the same seed and thread count, and ``min_new_tokens`` equal to
 ``max_completion_length`` so every completion of every trainer has exactly L tokens. SDPO on
 both sides: top-20 logit distillation (ours ``full_logit_distillation=True,
 distillation_topk=20``; TRL ``distillation_mode="topk_logits"``), reverse KL
 (``distillation_alpha=1``), EMA teacher with rate 0.05, pure distillation
-(``distillation_weight=1``), environment feedback from ``privileged_context`` on. One torch
+(``distillation_weight=1``), environment feedback from ``privileged_context`` on in the "dense"
+scenario and off in the "sparse" one (``--scenarios``). One torch
 thread by default (``--threads``): with more, other processes on a small shared machine make
 the intra-op threads spin-wait on each other and the wall times meaningless.
 
@@ -60,6 +61,16 @@ TRAINERS = ("ours-sdpo", "trl-sdpo", "ours-grpo", "trl-grpo")
 MODELS = {
     "tiny": {"completion_length": 128, "warmup": 1, "steps": 5},
     "smollm2-135m": {"completion_length": 64, "warmup": 1, "steps": 3},
+}
+# What the rewards look like. "dense": every row carries a teacher signal (half the completions
+# succeed, every prompt has a privileged_context used as feedback) -- nothing for SDPO to skip.
+# "sparse": about one completion in eight succeeds and there is no feedback text (the reference
+# default include_environment_feedback=False), so only rows with a successful sibling have a
+# teacher and groups where all fail have zero advantages -- the regime of an RL run that starts
+# from a weak policy, like the main job's.
+SCENARIOS = {
+    "dense": {"success_modulus": 2, "feedback": True},
+    "sparse": {"success_modulus": 8, "feedback": False},
 }
 BATCH_SIZE = 8
 NUM_GENERATIONS = 4
@@ -126,9 +137,15 @@ def dataset():
     return Dataset.from_dict({"prompt": prompts, "privileged_context": contexts})
 
 
-def even_token_sum_reward(prompts, completions, completion_ids, **kwargs) -> list[float]:
-    """1.0 when the completion's token ids sum to an even number: deterministic, about half 1."""
-    return [1.0 if sum(ids) % 2 == 0 else 0.0 for ids in completion_ids]
+def token_sum_reward(modulus: int):
+    """1.0 when the completion's token ids sum to a multiple of ``modulus``: deterministic,
+    about one completion in ``modulus`` succeeds."""
+
+    def reward(prompts, completions, completion_ids, **kwargs) -> list[float]:
+        return [1.0 if sum(ids) % modulus == 0 else 0.0 for ids in completion_ids]
+
+    reward.__name__ = f"token_sum_mod_{modulus}"
+    return reward
 
 
 def _common_args(spec: dict[str, Any], output_dir: str) -> dict[str, Any]:
@@ -159,14 +176,19 @@ def _common_args(spec: dict[str, Any], output_dir: str) -> dict[str, Any]:
     }
 
 
+def case_label(model: str, scenario: str) -> str:
+    return f"{model}/{scenario}"
+
+
 def build_trainer(spec: dict[str, Any], output_dir: str):
     kind = spec["trainer"]
+    scenario = SCENARIOS[spec["scenario"]]
     common = _common_args(spec, output_dir)
     sdpo = {
         "distillation_topk": TOPK,
         "distillation_alpha": 1.0,
         "distillation_weight": 1.0,
-        "include_environment_feedback": True,
+        "include_environment_feedback": scenario["feedback"],
         "distillation_add_tail": False,
     }
     if kind == "ours-sdpo":
@@ -205,7 +227,7 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
         raise ValueError(f"unknown trainer {kind!r}")
     return cls(
         model=spec["model_dir"],
-        reward_funcs=even_token_sum_reward,
+        reward_funcs=token_sum_reward(scenario["success_modulus"]),
         args=args,
         train_dataset=dataset(),
     )
@@ -575,7 +597,7 @@ def _goal(value: float | None, limit: float, tie: float = 0.0) -> str:
 def report(summary: dict[str, Any]) -> str:
     out = []
     header = (
-        f"{'model':<14}{'trainer':<11}{'step s':>9}{'min..max':>14}{'CPU s':>9}"
+        f"{'case':<22}{'trainer':<11}{'step s':>9}{'min..max':>14}{'CPU s':>9}"
         f"{'maxrss MiB':>12}{'growth MiB':>12}{'RSS@train':>11}"
     )
     out += ["per optimizer step (median over measured steps):", header, "-" * len(header)]
@@ -586,11 +608,11 @@ def report(summary: dict[str, Any]) -> str:
                 continue
             span = f"{row['min_step_s']:.2f}..{row['max_step_s']:.2f}"
             out.append(
-                f"{model:<14}{trainer:<11}{row['median_step_s']:>9.3f}{span:>14}{row['median_step_cpu_s']:>9.3f}"
+                f"{model:<22}{trainer:<11}{row['median_step_s']:>9.3f}{span:>14}{row['median_step_cpu_s']:>9.3f}"
                 f"{row['maxrss_mib']:>12.0f}{row['growth_mib']:>12.0f}{row['rss_before_train_mib']:>11.0f}"
             )
     out.append("")
-    header = f"{'model':<14}{'ratio':<24}{'time':>7}{'CPU':>7}{'maxrss':>8}{'growth':>8}   goal"
+    header = f"{'case':<22}{'ratio':<24}{'time':>7}{'CPU':>7}{'maxrss':>8}{'growth':>8}   goal"
     out += [header, "-" * len(header)]
     for model, entry in summary.items():
         r = entry["ratios"]
@@ -626,10 +648,10 @@ def report(summary: dict[str, Any]) -> str:
         ]
         for name, t, c, m, g, goal in lines:
             out.append(
-                f"{model:<14}{name:<24}{_fmt(r[t]):>7}{_fmt(r[c]):>7}{_fmt(r[m]):>8}{_fmt(r[g]):>8}   {goal}"
+                f"{model:<22}{name:<24}{_fmt(r[t]):>7}{_fmt(r[c]):>7}{_fmt(r[m]):>8}{_fmt(r[g]):>8}   {goal}"
             )
     for key, unit in (("phases_median_s", "wall"), ("phases_median_cpu_s", "CPU")):
-        header = f"{'model':<14}{'trainer':<11}" + "".join(f"{p:>14}" for p in PHASES)
+        header = f"{'case':<22}{'trainer':<11}" + "".join(f"{p:>14}" for p in PHASES)
         out += ["", f"median step by phase, {unit} seconds:", header, "-" * len(header)]
         for model, entry in summary.items():
             for trainer in TRAINERS:
@@ -637,7 +659,7 @@ def report(summary: dict[str, Any]) -> str:
                 if row is None:
                     continue
                 cells = "".join(f"{row[key][p]:>14.3f}" for p in PHASES)
-                out.append(f"{model:<14}{trainer:<11}{cells}")
+                out.append(f"{model:<22}{trainer:<11}{cells}")
     return "\n".join(out)
 
 
@@ -651,6 +673,9 @@ def main() -> None:
         "--quick", action="store_true", help="smoke run: tiny model, 1 warm-up + 2 steps, L=32"
     )
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from {list(SCENARIOS)}"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -691,6 +716,9 @@ def main() -> None:
         ["tiny"] if args.quick and args.models == parser.get_default("models") else args.models.split(",")
     )
     trainers = [t for t in args.trainers.split(",") if t]
+    scenarios = [sc for sc in args.scenarios.split(",") if sc]
+    if any(sc not in SCENARIOS for sc in scenarios):
+        parser.error(f"unknown scenarios {scenarios}; choose from {list(SCENARIOS)}")
     unknown = [m for m in models if m not in MODELS] + [t for t in trainers if t not in TRAINERS]
     if unknown:
         parser.error(f"unknown models/trainers: {unknown}")
@@ -734,19 +762,23 @@ def main() -> None:
         )
     sys.stdout.flush()
 
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {t: [] for t in trainers} for m in models}
+    cases = [(model, scenario) for model in models for scenario in scenarios]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        case_label(m, sc): {t: [] for t in trainers} for m, sc in cases
+    }
     started = time.perf_counter()
     for round_index in range(args.rounds):
-        for model in models:
+        for model, scenario in cases:
+            label = case_label(model, scenario)
             # Interleave ours and TRL; flip the order every round.
             pairs = [("ours-sdpo", "trl-sdpo"), ("ours-grpo", "trl-grpo")]
             order = [t for pair in pairs for t in (pair if round_index % 2 == 0 else pair[::-1])]
             for trainer in (t for t in order if t in trainers):
-                spec = {**specs[model], "trainer": trainer}
+                spec = {**specs[model], "trainer": trainer, "scenario": scenario}
                 result = run_one(spec, args.timeout)
-                runs[model][trainer].append(result)
+                runs[label][trainer].append(result)
                 print(
-                    f"  [{time.perf_counter() - started:6.0f} s] round {round_index + 1} {model:<13} "
+                    f"  [{time.perf_counter() - started:6.0f} s] round {round_index + 1} {label:<22} "
                     f"{trainer:<10} median step {result['median_step_s']:.3f} s, maxrss "
                     f"{result['maxrss_mib']:.0f} MiB, growth {result['growth_mib']:.0f} MiB",
                     file=sys.stderr,
@@ -769,6 +801,7 @@ def main() -> None:
             "distillation_topk": TOPK,
             "ema_rate": EMA_RATE,
             "num_prompts": NUM_PROMPTS,
+            "scenarios": {name: SCENARIOS[name] for name in scenarios},
             "rounds": args.rounds,
             "models": specs,
             "goals": {

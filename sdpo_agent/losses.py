@@ -179,16 +179,28 @@ def _topk_terms(
     # Larger K than the vocabulary means "everything"; the reference would raise instead.
     k = min(int(topk), z_s.shape[-1])
     lse_s = torch.logsumexp(z_s, dim=-1, keepdim=True)
-    lse_t = torch.logsumexp(z_t, dim=-1, keepdim=True)
     top_values, top_indices = torch.topk(z_s, k=k, dim=-1)
-    a = top_values - lse_s
-    b = z_t.gather(-1, top_indices) - lse_t
-    if add_tail:
-        a, b = _append_tail(a), _append_tail(b)
-    else:
-        a, b = _renormalise(a), _renormalise(b)
     s_y = (z_s.gather(-1, ids.long().unsqueeze(-1)) - lse_s).squeeze(-1)
+    if not add_tail:
+        per_token = topk_renormalised_divergence(top_values, z_t.gather(-1, top_indices), alpha)
+        return SelfDistillationTerms(per_token, s_y)
+    a = _append_tail(top_values - lse_s)
+    b = _append_tail(z_t.gather(-1, top_indices) - torch.logsumexp(z_t, dim=-1, keepdim=True))
     return SelfDistillationTerms(divergence(a, b, alpha), s_y)
+
+
+def topk_renormalised_divergence(
+    student_topk_logits: Tensor, teacher_topk_logits: Tensor, alpha: float
+) -> Tensor:
+    """The top-k loss without the tail bucket, from the K logits on the student's support:
+
+        ℓ = divergence(z_S[I] − logsumexp_k z_S[I_k],  z_T[I] − logsumexp_k z_T[I_k],  α)
+
+    This is a_k = z_S[I_k] − logsumexp(z_S) renormalised over the K entries (likewise b):
+    the full-vocabulary logsumexps cancel, so nothing outside I enters the value or the
+    gradient (which lets the trainer skip the dense head backward, see ``topk_head``).
+    """
+    return divergence(_renormalise(student_topk_logits), _renormalise(teacher_topk_logits), alpha)
 
 
 def self_distillation_per_token_loss(

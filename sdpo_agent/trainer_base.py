@@ -20,13 +20,13 @@ from sdpo_envs import make_env_factory
 
 from .batching import build_tensors, split_batch
 from .config import RolloutConfig
-from .decoder import view_for
+from .decoder import DecoderView, view_for
 from .diagnostics import Diagnostics
 from .fast_generation import RolloutRecord, StaticCacheGenerator
 from .generation import _checkpointing, _dropout_free, shared_prefix_logits
 from .losses import group_advantages, selective_log_softmax
 from .model_loading import prepare_model_and_tokenizer
-from .packed_forward import PackedLayout, packed_completion_logits
+from .packed_forward import PackedLayout, packed_hidden
 from .rewards import load_reward_funcs, score
 from .rollout import AgentLoop, EpisodeContext, Rollout
 from .sampling import RepeatSampler
@@ -327,34 +327,51 @@ class RolloutTrainer(Trainer):
     ) -> torch.Tensor:
         """Temperature-scaled logits predicting each of the last ``completion_length`` tokens: [B, T, V].
 
-        Llama-family models go through ``packed_forward``: every distinct prompt computed
-        once, our own per-layer checkpointing under gradient checkpointing, and, when
-        ``record`` holds the layer inputs sampled for these rows (``record_rows`` of the
-        generation batch) under the current weights, no forward at all before the backward.
-        Other models: the shared-prefix cache path of ``shared_prefix_logits`` where it
-        applies, else one full forward. The same logits up to float rounding either way.
+        Llama-family models go through ``completion_hidden``; other models through the
+        shared-prefix cache path of ``shared_prefix_logits`` where it applies, else one full
+        forward. The same logits up to float rounding either way.
         """
-        view = view_for(model) if self.args.use_fast_decoder else None
-        if view is not None:
-            prompt_ids, prompt_mask = (
-                input_ids[:, :-completion_length],
-                attention_mask[:, :-completion_length],
-            )
-            completion_ids = input_ids[:, -completion_length:]
-            layout = PackedLayout.build(prompt_ids, prompt_mask, completion_ids)
-            layer_record = self._layer_record(model, record, record_rows, layout)
-            logits = packed_completion_logits(
-                view,
-                prompt_ids,
-                prompt_mask,
-                completion_ids,
-                checkpoint=model.training and _checkpointing(model),
-                record=layer_record,
-                layout=layout,
-            )
+        packed = self.completion_hidden(
+            model, input_ids, attention_mask, completion_length, record=record, record_rows=record_rows
+        )
+        if packed is not None:
+            view, hidden = packed
+            logits = view.logits(hidden)
         else:
             logits = self._library_completion_logits(model, input_ids, attention_mask, completion_length)
         return logits / self.args.temperature if self.args.temperature != 1.0 else logits
+
+    def completion_hidden(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        completion_length: int,
+        *,
+        record: RolloutRecord | None = None,
+        record_rows: torch.Tensor | None = None,
+    ) -> tuple[DecoderView, torch.Tensor] | None:
+        """(view, final hidden states [B, T, d] before the last norm) predicting each completion
+        token, through ``packed_forward``; None when the model has no ``DecoderView``.
+
+        Every distinct prompt is computed once; under gradient checkpointing our own
+        per-layer checkpointing runs; and when ``record`` holds the layer inputs sampled for
+        these rows (``record_rows`` of the generation batch) under the current weights, no
+        forward runs at all before the backward.
+        """
+        view = view_for(model) if self.args.use_fast_decoder else None
+        if view is None:
+            return None
+        prompt_ids, prompt_mask = input_ids[:, :-completion_length], attention_mask[:, :-completion_length]
+        completion_ids = input_ids[:, -completion_length:]
+        layout = PackedLayout.build(prompt_ids, prompt_mask, completion_ids)
+        hidden = packed_hidden(
+            view,
+            layout,
+            checkpoint=model.training and _checkpointing(model),
+            record=self._layer_record(model, record, record_rows, layout),
+        )
+        return view, layout.completion_rows(hidden)
 
     def _layer_record(self, model, record, rows, layout):
         if record is None or rows is None or model is not self.accelerator.unwrap_model(self.model):
@@ -388,18 +405,22 @@ class RolloutTrainer(Trainer):
     def student_logits(self, model, batch: dict[str, Any], rows: torch.Tensor | None = None) -> torch.Tensor:
         """``completion_logits`` of the policy on the batch's (selected) rows, using the
         sampling-time layer record when it matches."""
+        ids, mask, length, record, index = self._student_forward_args(batch, rows)
+        return self.completion_logits(model, ids, mask, length, record=record, record_rows=index)
+
+    def student_hidden(
+        self, model, batch: dict[str, Any], rows: torch.Tensor | None = None
+    ) -> tuple[DecoderView, torch.Tensor] | None:
+        """``completion_hidden`` of the policy on the batch's (selected) rows."""
+        ids, mask, length, record, index = self._student_forward_args(batch, rows)
+        return self.completion_hidden(model, ids, mask, length, record=record, record_rows=index)
+
+    def _student_forward_args(self, batch: dict[str, Any], rows: torch.Tensor | None):
         ids, mask = self._student_inputs(batch, rows)
         index = batch.get("row_index")
         if index is not None and rows is not None:
             index = index[rows]
-        return self.completion_logits(
-            model,
-            ids,
-            mask,
-            batch["completion_ids"].shape[1],
-            record=batch.get("rollout_record"),
-            record_rows=index,
-        )
+        return ids, mask, batch["completion_ids"].shape[1], batch.get("rollout_record"), index
 
     def _student_inputs(self, batch: dict[str, Any], rows: slice | torch.Tensor | None = None):
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)

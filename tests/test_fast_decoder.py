@@ -376,3 +376,39 @@ def test_training_on_the_fast_path_matches_the_library_path(tmp_path, algorithm)
     for name, want in slow_weights.items():
         torch.testing.assert_close(fast_weights[name], want, rtol=1e-4, atol=1e-6, msg=name)
     assert any(not torch.equal(w, build_tiny_model()[0].state_dict()[n]) for n, w in fast_weights.items())
+
+
+# -------------------------------------------------------------------------- sparse top-k head
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sparse_topk_head_matches_the_dense_top_k_loss(monkeypatch, temperature):
+    from sdpo_agent import topk_head
+    from sdpo_agent.losses import self_distillation_per_token_loss, topk_renormalised_divergence
+
+    monkeypatch.setattr(topk_head, "_CHUNK_ELEMENTS", 200)  # several backward chunks
+    model = FAMILIES["llama"]()
+    view = DecoderView.of(model)
+    assert topk_head.sparse_head_supported(view)
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 5, SMALL["hidden_size"], requires_grad=True)
+    teacher = torch.randn(3, 5, SMALL["vocab_size"])
+    ids = torch.randint(0, SMALL["vocab_size"], (3, 5))
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        hidden.grad = None
+        loss.sum().backward()
+        return hidden.grad.clone(), model.lm_head.weight.grad.clone(), model.model.norm.weight.grad.clone()
+
+    dense_loss = self_distillation_per_token_loss(
+        view.logits(hidden) / temperature, teacher, ids, full_logit_distillation=True, topk=6, alpha=0.5
+    )
+    dense = grads(dense_loss)
+    student = topk_head.topk_student(view, hidden, ids, 6, temperature)
+    sparse_loss = topk_renormalised_divergence(student.topk_logits, teacher.gather(-1, student.indices), 0.5)
+    torch.testing.assert_close(sparse_loss, dense_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads(sparse_loss), dense):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    want_logps = torch.log_softmax(view.logits(hidden).detach() / temperature, -1).gather(-1, ids[..., None])
+    torch.testing.assert_close(student.token_log_probs, want_logps.squeeze(-1))
