@@ -60,7 +60,7 @@ TRAINERS = ("ours-sdpo", "trl-sdpo", "ours-grpo", "trl-grpo")
 # Per model: completion length L (exact: min_new_tokens = max_completion_length), warm-up and measured steps.
 MODELS = {
     "tiny": {"completion_length": 128, "warmup": 1, "steps": 5},
-    "smollm2-135m": {"completion_length": 64, "warmup": 1, "steps": 3},
+    "smollm2-135m": {"completion_length": 64, "warmup": 1, "steps": 5},
 }
 # What the rewards look like. "dense": every row carries a teacher signal (half the completions
 # succeed, every prompt has a privileged_context used as feedback) -- nothing for SDPO to skip.
@@ -81,6 +81,7 @@ GOAL_TIME = 0.5
 GOAL_MEMORY = 1.0
 GOAL_SDPO_OVER_GRPO = 1.1
 MEMORY_TIE = 0.02
+STEP, STEP_CPU = "mean_step_s", "mean_step_cpu_s"  # the statistic the ratios use
 PHASES = (
     "generate",
     "prepare_other",
@@ -325,6 +326,7 @@ def instrument(trainer, kind: str):
         # Our fast paths call the layers, not model.forward: time the trainer's own steps.
         phases.wrap(trainer.generator, "generate", "generate", flag="generating")
         phases.wrap(trainer, "student_logits", "student_fwd", forward=True)
+        phases.wrap(trainer, "student_hidden", "student_fwd", forward=True)
         if kind == "ours-sdpo":
             phases.wrap(trainer.teacher, "logits", "teacher_fwd", forward=True)
     else:
@@ -501,7 +503,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    """Per model and trainer: median step over all measured steps of all rounds; memory: median of rounds."""
+    """Per case and trainer: mean (and median) step over all measured steps of all rounds -- the
+    mean, because in the sparse scenario a step's work depends on that step's rewards; memory:
+    median of rounds."""
     summary: dict[str, Any] = {}
     for model, by_trainer in runs.items():
         rows = {}
@@ -511,6 +515,8 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             steps = [s for r in results for s in r["step_seconds"]]
             cpu_steps = [s for r in results for s in r["cpu_step_seconds"]]
             rows[trainer] = {
+                "mean_step_s": statistics.fmean(steps),
+                "mean_step_cpu_s": statistics.fmean(cpu_steps),
                 "median_step_s": statistics.median(steps),
                 "median_step_cpu_s": statistics.median(cpu_steps),
                 "min_step_s": min(steps),
@@ -532,36 +538,24 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             return rows.get(trainer, {}).get(key)
 
         ratios = {
-            "sdpo_time_ours_over_trl": _ratio(
-                get("ours-sdpo", "median_step_s"), get("trl-sdpo", "median_step_s")
-            ),
-            "sdpo_cpu_time_ours_over_trl": _ratio(
-                get("ours-sdpo", "median_step_cpu_s"), get("trl-sdpo", "median_step_cpu_s")
-            ),
+            "sdpo_time_ours_over_trl": _ratio(get("ours-sdpo", STEP), get("trl-sdpo", STEP)),
+            "sdpo_cpu_time_ours_over_trl": _ratio(get("ours-sdpo", STEP_CPU), get("trl-sdpo", STEP_CPU)),
             "sdpo_maxrss_ours_over_trl": _ratio(
                 get("ours-sdpo", "maxrss_mib"), get("trl-sdpo", "maxrss_mib")
             ),
             "sdpo_growth_ours_over_trl": _ratio(
                 get("ours-sdpo", "growth_mib"), get("trl-sdpo", "growth_mib")
             ),
-            "grpo_time_ours_over_trl": _ratio(
-                get("ours-grpo", "median_step_s"), get("trl-grpo", "median_step_s")
-            ),
-            "grpo_cpu_time_ours_over_trl": _ratio(
-                get("ours-grpo", "median_step_cpu_s"), get("trl-grpo", "median_step_cpu_s")
-            ),
+            "grpo_time_ours_over_trl": _ratio(get("ours-grpo", STEP), get("trl-grpo", STEP)),
+            "grpo_cpu_time_ours_over_trl": _ratio(get("ours-grpo", STEP_CPU), get("trl-grpo", STEP_CPU)),
             "grpo_maxrss_ours_over_trl": _ratio(
                 get("ours-grpo", "maxrss_mib"), get("trl-grpo", "maxrss_mib")
             ),
             "grpo_growth_ours_over_trl": _ratio(
                 get("ours-grpo", "growth_mib"), get("trl-grpo", "growth_mib")
             ),
-            "ours_sdpo_over_grpo_time": _ratio(
-                get("ours-sdpo", "median_step_s"), get("ours-grpo", "median_step_s")
-            ),
-            "ours_sdpo_over_grpo_cpu_time": _ratio(
-                get("ours-sdpo", "median_step_cpu_s"), get("ours-grpo", "median_step_cpu_s")
-            ),
+            "ours_sdpo_over_grpo_time": _ratio(get("ours-sdpo", STEP), get("ours-grpo", STEP)),
+            "ours_sdpo_over_grpo_cpu_time": _ratio(get("ours-sdpo", STEP_CPU), get("ours-grpo", STEP_CPU)),
             "ours_sdpo_over_grpo_maxrss": _ratio(
                 get("ours-sdpo", "maxrss_mib"), get("ours-grpo", "maxrss_mib")
             ),
@@ -597,10 +591,10 @@ def _goal(value: float | None, limit: float, tie: float = 0.0) -> str:
 def report(summary: dict[str, Any]) -> str:
     out = []
     header = (
-        f"{'case':<22}{'trainer':<11}{'step s':>9}{'min..max':>14}{'CPU s':>9}"
+        f"{'case':<22}{'trainer':<11}{'step s':>9}{'median':>9}{'min..max':>14}{'CPU s':>9}"
         f"{'maxrss MiB':>12}{'growth MiB':>12}{'RSS@train':>11}"
     )
-    out += ["per optimizer step (median over measured steps):", header, "-" * len(header)]
+    out += ["per optimizer step (mean over measured steps, median beside it):", header, "-" * len(header)]
     for model, entry in summary.items():
         for trainer in TRAINERS:
             row = entry["trainers"].get(trainer)
@@ -608,7 +602,8 @@ def report(summary: dict[str, Any]) -> str:
                 continue
             span = f"{row['min_step_s']:.2f}..{row['max_step_s']:.2f}"
             out.append(
-                f"{model:<22}{trainer:<11}{row['median_step_s']:>9.3f}{span:>14}{row['median_step_cpu_s']:>9.3f}"
+                f"{model:<22}{trainer:<11}{row.get(STEP, row['median_step_s']):>9.3f}{row['median_step_s']:>9.3f}"
+                f"{span:>14}{row.get(STEP_CPU, row['median_step_cpu_s']):>9.3f}"
                 f"{row['maxrss_mib']:>12.0f}{row['growth_mib']:>12.0f}{row['rss_before_train_mib']:>11.0f}"
             )
     out.append("")
