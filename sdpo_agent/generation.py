@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import torch
 from transformers import GenerationConfig
 
+from .decoder import base_model
+
 
 class GenerationBackend(Protocol):
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
@@ -179,9 +181,9 @@ def prefill_shared_prefix(
     cache_kwarg = _cache_kwarg(model)
     if cache_kwarg is None:
         return None
-    if torch.is_grad_enabled() and (_distributed() or (model.training and _checkpointing(model))):
+    if torch.is_grad_enabled() and (_distributed() or (model.training and checkpointing_enabled(model))):
         return None
-    if model.training and not _dropout_free(model):
+    if model.training and not dropout_free(model):
         return None  # one prompt forward per group would share its dropout masks across the group
     rows = _distinct_rows(input_ids[:, :prefix_length], attention_mask[:, :prefix_length])
     if rows is None:
@@ -196,7 +198,7 @@ def prefill_shared_prefix(
     )
     cache = getattr(out, cache_kwarg, None)
     if not _expandable(cache):
-        _NOT_EXPANDABLE.add(type(_base_model(model)))
+        _NOT_EXPANDABLE.add(type(base_model(model)))
         return None
     cache.batch_select_indices(owner)
     return cache_kwarg, cache
@@ -252,26 +254,22 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _checkpointing(model) -> bool:
+def checkpointing_enabled(model) -> bool:
     """Any layer set to recompute its activations in backward (``is_activation_checkpointing``,
     without that property's version-dependent name)."""
     return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
-def _dropout_free(model) -> bool:
+def dropout_free(model) -> bool:
     """No dropout module and no ``*dropout*``/``*pdrop*`` config value above 0."""
     if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return False
-    config = getattr(_base_model(model), "config", None)
+    config = getattr(base_model(model), "config", None)
     values = config.to_dict().items() if hasattr(config, "to_dict") else ()
     return not any(
         ("dropout" in key or "pdrop" in key) and isinstance(value, (int, float)) and value > 0
         for key, value in values
     )
-
-
-def _base_model(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _cache_kwarg(model) -> str | None:
@@ -280,7 +278,7 @@ def _cache_kwarg(model) -> str | None:
     ``PreTrainedModel`` (a DDP/FSDP/DeepSpeed wrapper, an encoder-decoder, ...)."""
     from transformers import PreTrainedModel
 
-    base = _base_model(model)
+    base = base_model(model)
     if not isinstance(base, PreTrainedModel) or type(base) in _NOT_EXPANDABLE:
         return None
     if getattr(base.config, "is_encoder_decoder", False):

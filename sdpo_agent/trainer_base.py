@@ -20,13 +20,11 @@ from sdpo_envs import make_env_factory
 
 from .batching import build_tensors, split_batch
 from .config import RolloutConfig
-from .decoder import DecoderView, view_for
 from .diagnostics import Diagnostics
-from .fast_generation import RolloutRecord, StaticCacheGenerator
-from .generation import _checkpointing, _dropout_free, shared_prefix_logits
-from .losses import group_advantages, selective_log_softmax
+from .fast_generation import StaticCacheGenerator
+from .losses import group_advantages
 from .model_loading import prepare_model_and_tokenizer
-from .packed_forward import PackedLayout, packed_hidden
+from .policy_forward import PolicyForward
 from .rewards import load_reward_funcs, score
 from .rollout import AgentLoop, EpisodeContext, Rollout
 from .sampling import RepeatSampler
@@ -51,7 +49,7 @@ class _TeacherStepCallback(TrainerCallback):
         self.trainer.after_optimizer_step()
 
 
-class RolloutTrainer(Trainer):
+class RolloutTrainer(PolicyForward, Trainer):
     config_class: type[RolloutConfig] = RolloutConfig
     algorithm = "rollout"
 
@@ -314,137 +312,6 @@ class RolloutTrainer(Trainer):
         if self.args.max_prompt_length is not None:
             ids = ids[-self.args.max_prompt_length :]
         return list(ids)
-
-    def completion_logits(
-        self,
-        model,
-        input_ids,
-        attention_mask,
-        completion_length: int,
-        *,
-        record: RolloutRecord | None = None,
-        record_rows: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Temperature-scaled logits predicting each of the last ``completion_length`` tokens: [B, T, V].
-
-        Llama-family models go through ``completion_hidden``; other models through the
-        shared-prefix cache path of ``shared_prefix_logits`` where it applies, else one full
-        forward. The same logits up to float rounding either way.
-        """
-        packed = self.completion_hidden(
-            model, input_ids, attention_mask, completion_length, record=record, record_rows=record_rows
-        )
-        if packed is not None:
-            view, hidden = packed
-            logits = view.logits(hidden)
-        else:
-            logits = self._library_completion_logits(model, input_ids, attention_mask, completion_length)
-        return logits / self.args.temperature if self.args.temperature != 1.0 else logits
-
-    def completion_hidden(
-        self,
-        model,
-        input_ids,
-        attention_mask,
-        completion_length: int,
-        *,
-        record: RolloutRecord | None = None,
-        record_rows: torch.Tensor | None = None,
-    ) -> tuple[DecoderView, torch.Tensor] | None:
-        """(view, final hidden states [B, T, d] before the last norm) predicting each completion
-        token, through ``packed_forward``; None when the model has no ``DecoderView``.
-
-        Every distinct prompt is computed once; under gradient checkpointing our own
-        per-layer checkpointing runs; and when ``record`` holds the layer inputs sampled for
-        these rows (``record_rows`` of the generation batch) under the current weights, no
-        forward runs at all before the backward.
-        """
-        view = view_for(model) if self.args.use_fast_decoder else None
-        if view is None:
-            return None
-        prompt_ids, prompt_mask = input_ids[:, :-completion_length], attention_mask[:, :-completion_length]
-        completion_ids = input_ids[:, -completion_length:]
-        layout = PackedLayout.build(prompt_ids, prompt_mask, completion_ids)
-        hidden = packed_hidden(
-            view,
-            layout,
-            checkpoint=model.training and _checkpointing(model),
-            record=self._layer_record(model, record, record_rows, layout),
-        )
-        return view, layout.completion_rows(hidden)
-
-    def _layer_record(self, model, record, rows, layout):
-        if record is None or rows is None or model is not self.accelerator.unwrap_model(self.model):
-            return None
-        if record.version != self.state.global_step or (model.training and not _dropout_free(model)):
-            return None  # sampled under other weights, or training-mode dropout would differ
-        return record.layer_record(rows, layout)
-
-    def _library_completion_logits(self, model, input_ids, attention_mask, completion_length: int):
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(
-            min=0
-        )  # as generate() does with left padding
-        logits = shared_prefix_logits(
-            model,
-            input_ids,
-            attention_mask,
-            position_ids,
-            prefix_length=input_ids.shape[1] - completion_length - 1,
-            logits_to_keep=completion_length + 1,
-        )
-        if logits is None:
-            logits = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                logits_to_keep=completion_length + 1,
-                use_cache=False,
-            ).logits
-        return logits[:, :-1, :]
-
-    def student_logits(self, model, batch: dict[str, Any], rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``completion_logits`` of the policy on the batch's (selected) rows, using the
-        sampling-time layer record when it matches."""
-        ids, mask, length, record, index = self._student_forward_args(batch, rows)
-        return self.completion_logits(model, ids, mask, length, record=record, record_rows=index)
-
-    def student_hidden(
-        self, model, batch: dict[str, Any], rows: torch.Tensor | None = None
-    ) -> tuple[DecoderView, torch.Tensor] | None:
-        """``completion_hidden`` of the policy on the batch's (selected) rows."""
-        ids, mask, length, record, index = self._student_forward_args(batch, rows)
-        return self.completion_hidden(model, ids, mask, length, record=record, record_rows=index)
-
-    def _student_forward_args(self, batch: dict[str, Any], rows: torch.Tensor | None):
-        ids, mask = self._student_inputs(batch, rows)
-        index = batch.get("row_index")
-        if index is not None and rows is not None:
-            index = index[rows]
-        return ids, mask, batch["completion_ids"].shape[1], batch.get("rollout_record"), index
-
-    def _student_inputs(self, batch: dict[str, Any], rows: slice | torch.Tensor | None = None):
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        mask = torch.cat([batch["prompt_mask"], batch["completion_attention_mask"]], dim=1)
-        if rows is not None:
-            ids, mask = ids[rows], mask[rows]
-        return ids, mask
-
-    def _record_budget(self) -> int:
-        """Bytes of layer inputs worth keeping while sampling: half the policy's weights."""
-        model = self.accelerator.unwrap_model(self.model)
-        if not self.args.use_fast_decoder or view_for(model) is None:
-            return 0
-        return sum(p.numel() * p.element_size() for p in model.parameters()) // 2
-
-    @torch.no_grad()
-    def _old_logps(self, batch: dict[str, Any]) -> torch.Tensor:
-        chunks = []
-        step = self.args.per_device_train_batch_size
-        for start in range(0, batch["completion_ids"].shape[0], step):
-            rows = torch.arange(start, min(start + step, batch["completion_ids"].shape[0]))
-            logits = self.student_logits(self.model, batch, rows)
-            chunks.append(selective_log_softmax(logits, batch["completion_ids"][rows]))
-        return torch.cat(chunks)
 
     def dispatch_event(self, event: str, **payload: Any) -> None:
         """Call ``callback.<event>(args=, state=, control=, model=, processing_class=, **payload)``
