@@ -35,7 +35,7 @@ class SFTSpec:
     env_kwargs: tuple[tuple[str, Any], ...] = ()
 
     def key(self) -> str:
-        payload = json.dumps({**asdict(self), "recipe": 1}, sort_keys=True, default=str)
+        payload = json.dumps({**asdict(self), "recipe": 2}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -19,7 +19,5 @@ def oracle_answer(task: Mapping[str, Any], policy: GradingPolicy | None = None) 
     answer = normalize_task(task)["answer"].strip()
     if answer.startswith("$") and answer.endswith("$"):
         answer = answer.strip("$").strip()
-    return (
-        "<think>Work through the problem one step at a time and check the arithmetic.</think>\n"
-        f"Working through the problem step by step gives the result.\n\nThe final answer is {policy.wrap(answer)}."
-    )
+    # One short sentence: a warm start on it teaches the answer format, not the mathematics.
+    return f"The final answer is {policy.wrap(answer)}."
