@@ -240,3 +240,17 @@ def test_env_package_never_imports_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_feedback_can_leave_out_the_models_own_answer():
+    from sdpo_envs import make_env_factory
+
+    rows = [{"question": "What is 2 + 3?", "answer": "5"}]
+    quiet = make_env_factory("sdpo/Math-v0", dataset=rows, quote_answer=False, reveal_answer=True)()
+    quiet.reset(options={"index": 0})
+    _, reward, _, _, info = quiet.step("The final answer is \\boxed{7}.")
+    assert reward == 0.0 and info["feedback"].verdict == "wrong_answer"
+    assert info["feedback"].text == "Your final answer is incorrect. The expected answer is 5."
+    loud = make_env_factory("sdpo/Math-v0", dataset=rows)()
+    loud.reset(options={"index": 0})
+    assert "\\boxed{7}" in loud.step("The final answer is \\boxed{7}.")[4]["feedback"].text

@@ -18,7 +18,8 @@ class MathEnv(TextEnv):
 
     ``answer_format``: ``"boxed"`` (last ``\\boxed{...}``) or ``"tag"`` (last
     ``<answer_tag>...</answer_tag>``); ``reveal_answer``: whether feedback names the
-    expected answer (off by default); ``check_timeout_s``: per-check limit of the checker,
+    expected answer (off by default); ``quote_answer``: whether feedback repeats the model's
+    own answer (on by default); ``check_timeout_s``: per-check limit of the checker,
     whose timeouts and crashes are ``judge_error``; ``checker``: a ``MathVerifyPool`` (or
     anything with its ``check``) instead of the process-wide shared pool. Other keyword
     arguments go to :class:`sdpo_envs.TextEnv` (``dataset``, ``dataset_kwargs``, ...).
@@ -39,10 +40,11 @@ class MathEnv(TextEnv):
         answer_tag: str = "answer",
         reveal_answer: bool = False,
         check_timeout_s: float = 5.0,
+        quote_answer: bool = True,
         checker: Checker | None = None,
         **kwargs: Any,
     ) -> None:
-        self.policy = GradingPolicy(answer_format, answer_tag, reveal_answer, check_timeout_s)
+        self.policy = GradingPolicy(answer_format, answer_tag, reveal_answer, check_timeout_s, quote_answer)
         self.checker = checker
         super().__init__(dataset, **kwargs)
 

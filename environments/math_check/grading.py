@@ -4,8 +4,8 @@ The verdict ladder: no usable final answer (see ``extract``) or an answer that c
 read unambiguously (see ``screen``, or math-verify parses nothing) is ``format_error``; an
 answer that states something other than a single value, or the wrong value, is
 ``wrong_answer``; a checker timeout/crash or an unparseable *reference* is ``judge_error``.
-Feedback quotes the model's own answer; it names the expected answer only when
-``reveal_answer`` is set.
+Feedback quotes the model's own answer (unless ``quote_answer`` is off); it names the
+expected answer only when ``reveal_answer`` is set.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ class GradingPolicy:
     answer_tag: str = "answer"
     reveal_answer: bool = False
     check_timeout_s: float = 5.0
+    # False: verdict feedback says "your final answer" without repeating its value (a small
+    # self-teacher tends to copy a quoted wrong answer back instead of avoiding it).
+    quote_answer: bool = True
 
     def __post_init__(self) -> None:
         if self.answer_format not in ("boxed", "tag"):
@@ -48,6 +51,10 @@ class GradingPolicy:
         if self.answer_format == "boxed":
             return f"\\boxed{{{content}}}"
         return f"<{self.answer_tag}>{content}</{self.answer_tag}>"
+
+    def quote(self, answer: str) -> str:
+        """The answer as written after "your final answer" (space included); "" when not quoted."""
+        return f" {self.show(answer)}" if self.quote_answer else ""
 
     def show(self, content: str) -> str:
         """:meth:`wrap`, cut to a length fit for feedback."""
@@ -120,10 +127,10 @@ def grade(completion: str, gold: str, policy: GradingPolicy, checker: Checker) -
             gold,
             found=list(extraction.found[:6]),
         )
-    answer, quoted = extraction.answer, policy.show(extraction.answer)
+    answer, quoted = extraction.answer, policy.quote(extraction.answer)
     rejection = screen(answer, gold)
     if rejection is not None:
-        text = f"Your final answer {quoted} is not accepted: {rejection.message}."
+        text = f"Your final answer{quoted} is not accepted: {rejection.message}."
         return 0.0, _feedback(rejection.verdict, text, rejection.code, policy, gold, extracted=answer)
 
     result = checker.check(
@@ -140,16 +147,16 @@ def grade(completion: str, gold: str, policy: GradingPolicy, checker: Checker) -
             f"the reference answer {gold!r} could not be parsed", code="bad_reference"
         )
     if result.answer is None:
-        text = f"Your final answer {quoted} could not be read as a mathematical expression."
+        text = f"Your final answer{quoted} could not be read as a mathematical expression."
         return 0.0, _feedback("format_error", text, "unparseable", policy, gold, extracted=answer)
     if result.correct:
         return 1.0, Feedback.passed(
-            f"Correct: your final answer {quoted} is right.",
+            f"Correct: your final answer{quoted} is right.",
             code="correct",
             extracted=answer,
             parsed=result.answer,
         )
-    text = f"Your final answer {quoted} is incorrect."
+    text = f"Your final answer{quoted} is incorrect."
     return 0.0, _feedback(
         "wrong_answer", text, "wrong_value", policy, gold, extracted=answer, parsed=result.answer
     )
