@@ -40,7 +40,11 @@ class JsonlMetricsCallback(TrainerCallback):
 
 
 class HeldOutEvalCallback(TrainerCallback):
-    """Evaluate pass@k on held-out tasks before training and every ``every`` steps."""
+    """Evaluate pass@k on held-out tasks before training and every ``every`` steps.
+
+    ``initial``: the record of an evaluation of the very same starting weights with the same
+    settings (another run of a comparison), logged at step 0 instead of evaluating again.
+    """
 
     def __init__(
         self,
@@ -49,7 +53,9 @@ class HeldOutEvalCallback(TrainerCallback):
         *,
         every: int,
         eval_kwargs: dict[str, Any],
+        initial: dict[str, Any] | None = None,
     ) -> None:
+        self.initial = initial
         self.env_factory = env_factory
         self.indices = list(indices)
         self.every = every
@@ -73,7 +79,12 @@ class HeldOutEvalCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.indices and state.global_step == 0:
-            self.run_eval(state)
+            if self.initial is None:
+                self.run_eval(state)
+            else:
+                record = {k: v for k, v in self.initial.items() if k != "step"}
+                self.history.append({"step": 0, **record})
+                self.trainer.log(record)
 
     def on_step_end(self, args, state, control, **kwargs):
         if (

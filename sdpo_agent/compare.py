@@ -109,6 +109,7 @@ def run_comparison(
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = []
     for seed in seeds:
+        initial = None  # every algorithm of a seed starts from the same weights: evaluate them once
         for algorithm in algorithms:
             run_dir = out_dir / "runs" / f"{algorithm}-s{seed}"
             if (run_dir / "summary.json").exists():
@@ -117,8 +118,14 @@ def run_comparison(
                 log(f"[compare] {algorithm} seed {seed}: training -> {run_dir}")
                 if (run_dir / "metrics.jsonl").exists():
                     (run_dir / "metrics.jsonl").unlink()  # an interrupted run restarts cleanly
-                run_job(dataclasses.replace(base, algorithm=algorithm, seed=seed, output_dir=str(run_dir)))
+                run_job(
+                    dataclasses.replace(base, algorithm=algorithm, seed=seed, output_dir=str(run_dir)),
+                    initial_eval=initial,
+                )
             curves.append(load_curve(run_dir, algorithm, seed))
+            history = json.loads((run_dir / "summary.json").read_text())["heldout"]
+            if initial is None and history and history[0]["step"] == 0:
+                initial = history[0]
     baseline = next((a for a in algorithms if a != "sdpo"), algorithms[0])
     summary = summarise(curves, baseline)
     summary.update(

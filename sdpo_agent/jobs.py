@@ -84,8 +84,14 @@ def _tensorboard_if_available() -> list[str]:
     return ["tensorboard"]
 
 
-def run_job(spec: JobSpec, *, model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
-    """Train with periodic held-out evaluation; returns a summary and writes ``metrics.jsonl``."""
+def run_job(
+    spec: JobSpec, *, model: Any = None, tokenizer: Any = None, initial_eval: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train with periodic held-out evaluation; returns a summary and writes ``metrics.jsonl``.
+
+    ``initial_eval``: the step-0 held-out record of an earlier job that started from the same
+    weights with the same seed and evaluation settings (reused instead of re-evaluated).
+    """
     import gymnasium as gym
 
     from sdpo_envs import make_env_factory
@@ -118,6 +124,7 @@ def run_job(spec: JobSpec, *, model: Any = None, tokenizer: Any = None) -> dict[
             "max_completion_length": spec.max_completion_length,
             "seed": spec.seed,
         },
+        initial=initial_eval,
     )
     trainer_cls = SDPOTrainer if spec.algorithm == "sdpo" else GRPOTrainer
     trainer = trainer_cls(

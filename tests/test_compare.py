@@ -156,3 +156,27 @@ def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):
     assert summary["demonstrations"] == 16 and summary["train_loss"] > 0
     again = warm_start(spec, log=logs.append)
     assert again == path and "cached" in logs[-1]
+
+
+def test_compare_evaluates_each_seeds_starting_weights_once(tmp_path, monkeypatch):
+    from sdpo_agent import callbacks, evaluation
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return evaluation.evaluate_env(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "evaluate_env", counting)
+    out = tmp_path / "cmp"
+    small = [*SMALL[:-8], "--eval-every", "0", "--eval-tasks", "6", "--eval-samples", "2"]
+    assert (
+        main(["compare", "--env", "test/EvenLength-v0", *small, "--seeds", "0,1", "--output-dir", str(out)])
+        == 0
+    )
+    # Per seed: one start evaluation shared by both algorithms, and one final evaluation each.
+    assert sorted(calls) == [0, 0, 0, 1, 1, 1]
+    curves = json.loads((out / "summary.json").read_text())["curves"]
+    for seed in (0, 1):
+        starts = {c["algorithm"]: c["pass1"][0] for c in curves if c["seed"] == seed}
+        assert starts["sdpo"] == starts["grpo"]
