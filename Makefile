@@ -27,7 +27,7 @@ system-deps:
 	  else echo "warning: bubblewrap (bwrap) is not installed; sandboxed judging needs it or Docker"; fi; }
 
 # The main job: warm start (cached), then SDPO vs GRPO on 1-2 digit sums and differences
-# with the embedded SmolLM2-135M-Instruct, two seeds each. The environment's feedback names
+# with the embedded SmolLM2-135M-Instruct, three seeds each. The environment's feedback names
 # the expected answer (reveal_answer) and does not echo the model's own (quote_answer=false):
 # privileged text only the self-teacher reads. Sized for a 2-core CPU (README, "The main
 # job"); DEMO_SCALE=4 (or more, on a GPU) multiplies the step budget and the held-out set.
@@ -37,7 +37,7 @@ DEMO_ENV_ARGS = --env-arg dataset=reasoning_gym:basic_arithmetic \
   --env-arg reveal_answer=true --env-arg quote_answer=false
 demo: install
 	$(BIN)/sdpo compare --env sdpo/Math-v0 $(DEMO_ENV_ARGS) --model smollm2-135m --warm-start \
-	  --sft-tasks 64 --sft-epochs 2 --sft-learning-rate 1e-4 --algorithms sdpo,grpo --seeds 0,1 \
+	  --sft-tasks 64 --sft-epochs 2 --sft-learning-rate 1e-4 --algorithms sdpo,grpo --seeds 0,1,2 \
 	  --steps $$((16 * $(DEMO_SCALE))) --batch-size 8 --num-generations 4 --max-completion-length 24 \
 	  --learning-rate 1e-5 --eval-every $$((8 * $(DEMO_SCALE))) --eval-tasks $$((48 * $(DEMO_SCALE))) \
 	  --eval-samples 4 --output-dir runs/demo
