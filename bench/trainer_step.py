@@ -16,7 +16,8 @@ both sides: top-20 logit distillation (ours ``full_logit_distillation=True,
 distillation_topk=20``; TRL ``distillation_mode="topk_logits"``), reverse KL
 (``distillation_alpha=1``), EMA teacher with rate 0.05, pure distillation
 (``distillation_weight=1``), environment feedback from ``privileged_context`` on in the "dense"
-scenario and off in the "sparse" one (``--scenarios``). One torch
+scenario and off in the "sparse" one (``--scenarios``). ``ours-sdpo-bf16`` is ours-sdpo with
+``teacher_storage_dtype="bfloat16"`` (the EMA copy's matrices stored in bfloat16). One torch
 thread by default (``--threads``): with more, other processes on a small shared machine make
 the intra-op threads spin-wait on each other and the wall times meaningless.
 
@@ -56,7 +57,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "@@TRAINER_STEP_RESULT@@"
-TRAINERS = ("ours-sdpo", "trl-sdpo", "ours-grpo", "trl-grpo")
+# ours-sdpo-bf16: ours-sdpo with teacher_storage_dtype="bfloat16" (the EMA teacher's matrices
+# stored in bfloat16, computed with in float32; a stochastically rounded EMA).
+TRAINERS = ("ours-sdpo", "ours-sdpo-bf16", "trl-sdpo", "ours-grpo", "trl-grpo")
 # Per model: completion length L (exact: min_new_tokens = max_completion_length), warm-up and measured steps.
 MODELS = {
     "tiny": {"completion_length": 128, "warmup": 1, "steps": 5},
@@ -192,7 +195,7 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
         "include_environment_feedback": scenario["feedback"],
         "distillation_add_tail": False,
     }
-    if kind == "ours-sdpo":
+    if kind in ("ours-sdpo", "ours-sdpo-bf16"):
         from sdpo_agent import SDPOConfig, SDPOTrainer
 
         args = SDPOConfig(
@@ -201,6 +204,7 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
             full_logit_distillation=True,
             teacher_regularization="ema",
             ema_update_rate=EMA_RATE,
+            teacher_storage_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
         )
         cls = SDPOTrainer
     elif kind == "trl-sdpo":
@@ -327,7 +331,7 @@ def instrument(trainer, kind: str):
         phases.wrap(trainer.generator, "generate", "generate", flag="generating")
         phases.wrap(trainer, "student_logits", "student_fwd", forward=True)
         phases.wrap(trainer, "student_hidden", "student_fwd", forward=True)
-        if kind == "ours-sdpo":
+        if kind.startswith("ours-sdpo"):
             phases.wrap(trainer.teacher, "logits", "teacher_fwd", forward=True)
     else:
         phases.wrap(student, "generate", "generate", flag="generating")
@@ -562,6 +566,26 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             "ours_sdpo_over_grpo_growth": _ratio(
                 get("ours-sdpo", "growth_mib"), get("ours-grpo", "growth_mib")
             ),
+            "bf16_teacher_time_over_trl": _ratio(get("ours-sdpo-bf16", STEP), get("trl-sdpo", STEP)),
+            "bf16_teacher_cpu_time_over_trl": _ratio(
+                get("ours-sdpo-bf16", STEP_CPU), get("trl-sdpo", STEP_CPU)
+            ),
+            "bf16_teacher_maxrss_over_trl": _ratio(
+                get("ours-sdpo-bf16", "maxrss_mib"), get("trl-sdpo", "maxrss_mib")
+            ),
+            "bf16_teacher_growth_over_trl": _ratio(
+                get("ours-sdpo-bf16", "growth_mib"), get("trl-sdpo", "growth_mib")
+            ),
+            "bf16_teacher_over_grpo_time": _ratio(get("ours-sdpo-bf16", STEP), get("ours-grpo", STEP)),
+            "bf16_teacher_over_grpo_cpu_time": _ratio(
+                get("ours-sdpo-bf16", STEP_CPU), get("ours-grpo", STEP_CPU)
+            ),
+            "bf16_teacher_over_grpo_maxrss": _ratio(
+                get("ours-sdpo-bf16", "maxrss_mib"), get("ours-grpo", "maxrss_mib")
+            ),
+            "bf16_teacher_over_grpo_growth": _ratio(
+                get("ours-sdpo-bf16", "growth_mib"), get("ours-grpo", "growth_mib")
+            ),
         }
         summary[model] = {"trainers": rows, "ratios": ratios}
     return summary
@@ -591,7 +615,7 @@ def _goal(value: float | None, limit: float, tie: float = 0.0) -> str:
 def report(summary: dict[str, Any]) -> str:
     out = []
     header = (
-        f"{'case':<22}{'trainer':<11}{'step s':>9}{'median':>9}{'min..max':>14}{'CPU s':>9}"
+        f"{'case':<22}{'trainer':<15}{'step s':>9}{'median':>9}{'min..max':>14}{'CPU s':>9}"
         f"{'maxrss MiB':>12}{'growth MiB':>12}{'RSS@train':>11}"
     )
     out += ["per optimizer step (mean over measured steps, median beside it):", header, "-" * len(header)]
@@ -602,7 +626,7 @@ def report(summary: dict[str, Any]) -> str:
                 continue
             span = f"{row['min_step_s']:.2f}..{row['max_step_s']:.2f}"
             out.append(
-                f"{model:<22}{trainer:<11}{row.get(STEP, row['median_step_s']):>9.3f}{row['median_step_s']:>9.3f}"
+                f"{model:<22}{trainer:<15}{row.get(STEP, row['median_step_s']):>9.3f}{row['median_step_s']:>9.3f}"
                 f"{span:>14}{row.get(STEP_CPU, row['median_step_cpu_s']):>9.3f}"
                 f"{row['maxrss_mib']:>12.0f}{row['growth_mib']:>12.0f}{row['rss_before_train_mib']:>11.0f}"
             )
@@ -640,13 +664,32 @@ def report(summary: dict[str, Any]) -> str:
                 f"{_goal(r['ours_sdpo_over_grpo_maxrss'], GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}, growth "
                 f"{_goal(r['ours_sdpo_over_grpo_growth'], GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
             ),
+            (
+                "SDPO bf16 teacher/TRL",
+                "bf16_teacher_time_over_trl",
+                "bf16_teacher_cpu_time_over_trl",
+                "bf16_teacher_maxrss_over_trl",
+                "bf16_teacher_growth_over_trl",
+                f"time <= {GOAL_TIME} [{_goal(r.get('bf16_teacher_time_over_trl'), GOAL_TIME)}]",
+            ),
+            (
+                "SDPO bf16 teacher/GRPO",
+                "bf16_teacher_over_grpo_time",
+                "bf16_teacher_over_grpo_cpu_time",
+                "bf16_teacher_over_grpo_maxrss",
+                "bf16_teacher_over_grpo_growth",
+                f"memory <= {GOAL_SDPO_OVER_GRPO} [maxrss "
+                f"{_goal(r.get('bf16_teacher_over_grpo_maxrss'), GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
+            ),
         ]
         for name, t, c, m, g, goal in lines:
+            if t not in r:  # results saved before the bf16-teacher rows existed
+                continue
             out.append(
                 f"{model:<22}{name:<24}{_fmt(r[t]):>7}{_fmt(r[c]):>7}{_fmt(r[m]):>8}{_fmt(r[g]):>8}   {goal}"
             )
     for key, unit in (("phases_median_s", "wall"), ("phases_median_cpu_s", "CPU")):
-        header = f"{'case':<22}{'trainer':<11}" + "".join(f"{p:>14}" for p in PHASES)
+        header = f"{'case':<22}{'trainer':<15}" + "".join(f"{p:>14}" for p in PHASES)
         out += ["", f"median step by phase, {unit} seconds:", header, "-" * len(header)]
         for model, entry in summary.items():
             for trainer in TRAINERS:
@@ -654,7 +697,7 @@ def report(summary: dict[str, Any]) -> str:
                 if row is None:
                     continue
                 cells = "".join(f"{row[key][p]:>14.3f}" for p in PHASES)
-                out.append(f"{model:<22}{trainer:<11}{cells}")
+                out.append(f"{model:<22}{trainer:<15}{cells}")
     return "\n".join(out)
 
 
@@ -766,7 +809,7 @@ def main() -> None:
         for model, scenario in cases:
             label = case_label(model, scenario)
             # Interleave ours and TRL; flip the order every round.
-            pairs = [("ours-sdpo", "trl-sdpo"), ("ours-grpo", "trl-grpo")]
+            pairs = [("ours-sdpo", "trl-sdpo"), ("ours-grpo", "ours-sdpo-bf16"), ("trl-grpo",)]
             order = [t for pair in pairs for t in (pair if round_index % 2 == 0 else pair[::-1])]
             for trainer in (t for t in order if t in trainers):
                 spec = {**specs[model], "trainer": trainer, "scenario": scenario}

@@ -16,6 +16,7 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
 TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
+TEACHER_STORAGE_DTYPES = (None, "bfloat16")
 
 
 def _bf16_supported() -> bool:
@@ -210,6 +211,14 @@ class SDPOConfig(RolloutConfig):
     include_environment_feedback: bool = False
     environment_feedback_only_without_solution: bool = False
     remove_thinking_from_demonstration: bool = False
+    teacher_storage_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "'bfloat16': store the ema/trust_region teacher copy's large weights in bfloat16 "
+            "(computed with in the policy's dtype; the EMA stochastically rounded): half its memory. "
+            "None: the policy's dtype, an exact EMA"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -254,6 +263,10 @@ class SDPOConfig(RolloutConfig):
                 self.sdpo_policy_loss_mode != "distillation_only" or self.distillation_weight > 0,
                 "sdpo_policy_loss_mode='distillation_only' requires distillation_weight > 0, "
                 f"got distillation_weight={self.distillation_weight}",
+            ),
+            (
+                self.teacher_storage_dtype in TEACHER_STORAGE_DTYPES,
+                f"teacher_storage_dtype must be one of {TEACHER_STORAGE_DTYPES}, got {self.teacher_storage_dtype!r}",
             ),
             (self.max_reprompt_len > 0, f"max_reprompt_len must be > 0, got {self.max_reprompt_len}"),
             (

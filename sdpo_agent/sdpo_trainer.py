@@ -44,6 +44,8 @@ class SDPOTrainer(RolloutTrainer):
             self.args.teacher_regularization,
             self.accelerator.unwrap_model(self.model),
             self.args.resolved_teacher_update_rate,
+            storage_dtype=self.args.teacher_storage_dtype,
+            seed=self.args.seed,
         )
 
     # -- teacher context (at generation time) ------------------------------------------------------

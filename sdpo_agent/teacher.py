@@ -4,6 +4,10 @@
 * ``none``: the student itself, run without gradient.
 * ``trust_region``: logits (1 − λ)·z_initial + λ·z_current, from a frozen copy of the
   initial model and the current policy, both on the teacher context.
+
+``storage_dtype="bfloat16"`` keeps the teacher copy's large weights in bfloat16 (computed with
+in the policy's dtype; the EMA stochastically rounded): half the teacher's memory, at the cost
+of an EMA that is exact only in expectation (``compact_weights``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .compact_weights import STORAGE_DTYPES, CompactWeights
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 
@@ -34,12 +40,27 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 class Teacher:
     """Holds the teacher's weights (if any) and computes teacher logits without gradient."""
 
-    def __init__(self, mode: str, student: nn.Module, update_rate: float) -> None:
+    def __init__(
+        self,
+        mode: str,
+        student: nn.Module,
+        update_rate: float,
+        *,
+        storage_dtype: str | None = None,
+        seed: int = 0,
+    ) -> None:
         if mode not in ("ema", "none", "trust_region"):
             raise ValueError(f"teacher_regularization must be ema, none or trust_region, got {mode!r}")
+        if storage_dtype is not None and storage_dtype not in STORAGE_DTYPES:
+            raise ValueError(
+                f"teacher_storage_dtype must be None or one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}"
+            )
         self.mode = mode
         self.update_rate = float(update_rate)
         self.model: nn.Module | None = _frozen_copy(student) if mode in ("ema", "trust_region") else None
+        self.compact: CompactWeights | None = None
+        if self.model is not None and storage_dtype is not None:
+            self.compact = CompactWeights(self.model, STORAGE_DTYPES[storage_dtype], seed=seed)
 
     @torch.no_grad()
     def logits(self, forward, student: nn.Module) -> torch.Tensor:
@@ -60,27 +81,56 @@ class Teacher:
         student_params = [p.detach() for p in student.parameters()]
         if len(teacher_params) != len(student_params):
             raise RuntimeError("teacher and student parameter lists differ; cannot apply the EMA update")
-        torch._foreach_lerp_(
-            teacher_params, [p.to(t.dtype) for p, t in zip(student_params, teacher_params)], self.update_rate
-        )
+        compact = self.compact.compact if self.compact is not None else {}
+        full = [(t, s) for t, s in zip(teacher_params, student_params) if t not in compact]
+        if full:
+            torch._foreach_lerp_([t for t, _ in full], [s.to(t.dtype) for t, s in full], self.update_rate)
+        for teacher_param, student_param in zip(teacher_params, student_params):
+            if teacher_param in compact:
+                self.compact.lerp_(teacher_param, student_param, self.update_rate)
 
     def to(self, device: Any) -> Teacher:
+        if self.compact is not None:
+            self.compact.to(device)
         if self.model is not None:
             self.model.to(device)
         return self
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The teacher's weights by name in their compute dtype (tied weights once)."""
+        if self.model is None:
+            return {}
+        compact = self.compact.compact if self.compact is not None else {}
+        return {
+            name: (self.compact.full(p) if p in compact else p.detach()).contiguous()
+            for name, p in self.model.named_parameters()
+        }
+
     def save(self, directory: str) -> None:
         if self.model is None:
             return
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
-        save_model(self.model, os.path.join(directory, TEACHER_FILE))
+        save_file(self.state_dict(), os.path.join(directory, TEACHER_FILE))
 
     def load(self, directory: str) -> bool:
         path = os.path.join(directory, TEACHER_FILE)
         if self.model is None or not os.path.exists(path):
             return False
-        from safetensors.torch import load_model
+        from safetensors.torch import load_file
 
-        load_model(self.model, path, device=str(next(self.model.parameters()).device))
+        state = load_file(path, device=str(next(self.model.parameters()).device))
+        params = dict(self.model.named_parameters())
+        if set(state) != set(params):
+            missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+            raise RuntimeError(
+                f"{path}: teacher weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        compact = self.compact.compact if self.compact is not None else {}
+        with torch.no_grad():
+            for name, param in params.items():
+                if param in compact:
+                    self.compact.assign(param, state[name])
+                else:
+                    param.copy_(state[name])
         return True

@@ -1,0 +1,113 @@
+"""A frozen model whose large weights are stored in bfloat16 and computed with in float32.
+
+The EMA or initial-model teacher is a second copy of the policy: in float32 that is 4 bytes
+per parameter on top of the policy, its gradients and the optimizer state. Stored compactly
+it costs 2. Every module that owns a weight matrix (linear layers, embeddings) gets hooks
+that materialise its weights in the compute dtype just for its own call and drop them after,
+so the arithmetic stays float32 and at most one module's weights are ever expanded.
+
+Between calls each compact parameter holds a one-element stride-0 stand-in with the right
+shape, dtype and device (code that reads ``.shape`` or ``.dtype`` keeps working; nothing is
+computed with it because every call materialises first).
+
+The EMA update θ_T ← (1 − λ)·θ_T + λ·θ_S is computed in float32 and stored with *stochastic*
+rounding: round-to-nearest would drop every update smaller than half a bfloat16 step (with
+λ = 0.05 and a small learning rate, nearly all of them) and freeze the teacher; stochastic
+rounding keeps each stored value an unbiased estimate of the float32 EMA.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+STORAGE_DTYPES = {"bfloat16": torch.bfloat16}
+_CHUNK = 1 << 22  # elements per step of the EMA update (bounds its temporaries)
+
+
+def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """float32 → bfloat16, rounding up with probability equal to the dropped fraction.
+
+    Adding uniform noise to the 16 mantissa bits that bfloat16 drops, then truncating, rounds
+    the magnitude up with exactly that probability (the sign bit is untouched).
+    """
+    bits = x.contiguous().view(torch.int32)
+    noise = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32, device=x.device, generator=generator)
+    truncated = (bits + noise) & -65536
+    return truncated.view(torch.float32).to(torch.bfloat16)
+
+
+class CompactWeights:
+    """Stores ``model``'s large parameters in ``storage_dtype``; hooks expand them per call."""
+
+    def __init__(self, model: nn.Module, storage_dtype: torch.dtype, seed: int = 0) -> None:
+        self.storage_dtype = storage_dtype
+        self.compact: dict[nn.Parameter, Tensor] = {}
+        self.generator = torch.Generator().manual_seed(seed)
+        for module in model.modules():
+            # Matrices only: vectors (norm scales, biases) cost nothing and some code paths read
+            # norm weights directly instead of calling the module.
+            owned = [p for p in module.parameters(recurse=False) if p.dim() >= 2]
+            if not owned:
+                continue
+            for param in owned:
+                if param not in self.compact:
+                    self.compact[param] = param.detach().to(storage_dtype)
+                    self._release(param, param.device)
+            module.register_forward_pre_hook(self._materialise_hook(owned))
+            module.register_forward_hook(self._release_hook(owned))
+
+    # -- per-call materialisation ------------------------------------------------------------------
+    def full(self, param: nn.Parameter) -> Tensor:
+        """``param``'s value in its compute dtype (a new tensor)."""
+        return self.compact[param].to(param.dtype)
+
+    @staticmethod
+    def _release(param: nn.Parameter, device: torch.device) -> None:
+        param.data = torch.zeros((), dtype=param.dtype, device=device).expand(param.shape)
+
+    def _materialise_hook(self, params: list[nn.Parameter]):
+        def hook(module, args):
+            for param in params:
+                param.data = self.full(param)
+
+        return hook
+
+    def _release_hook(self, params: list[nn.Parameter]):
+        def hook(module, args, output):
+            for param in params:
+                self._release(param, param.device)
+
+        return hook
+
+    # -- updates -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def lerp_(self, param: nn.Parameter, target: Tensor, weight: float) -> None:
+        """Stored value ← (1 − weight)·value + weight·target, in float32, stochastically rounded."""
+        stored = self.compact[param].view(-1)
+        target = target.detach().reshape(-1)
+        for start in range(0, stored.numel(), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            value = stored[part].float().lerp_(target[part].float(), weight)
+            stored[part] = stochastic_round_to_bfloat16(value, self._generator_for(value))
+
+    @torch.no_grad()
+    def assign(self, param: nn.Parameter, value: Tensor) -> None:
+        """Store ``value`` (rounded to nearest: a one-off load, not an accumulation)."""
+        self.compact[param].copy_(value.reshape(param.shape).to(self.storage_dtype))
+
+    def _generator_for(self, value: Tensor) -> torch.Generator | None:
+        return self.generator if value.device.type == "cpu" else None
+
+    def to(self, device: torch.device | str) -> None:
+        """Move the stored weights (call before ``model.to``: a stand-in moved by ``Tensor.to``
+        would be expanded to full size)."""
+        for param in self.compact:
+            self.compact[param] = self.compact[param].to(device)
+            self._release(param, self.compact[param].device)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.compact.values())
+
+
+__all__ = ["STORAGE_DTYPES", "CompactWeights", "stochastic_round_to_bfloat16"]

@@ -1,0 +1,123 @@
+"""The bfloat16-stored teacher: float32 arithmetic on rounded weights, an unbiased EMA, resume."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from sdpo_agent import SDPOConfig, SDPOTrainer
+from sdpo_agent.compact_weights import CompactWeights, stochastic_round_to_bfloat16
+from sdpo_agent.decoder import DecoderView
+from sdpo_agent.packed_forward import packed_completion_logits
+from sdpo_agent.teacher import Teacher
+from sdpo_agent.tiny_model import build_tiny_model
+from tests.test_trainer import FAST, chat_dataset, length_reward
+
+
+def bf16_rounded_copy(model):
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in rounded.parameters():
+            if p.dim() >= 2:
+                p.copy_(p.to(torch.bfloat16).float())
+    return rounded
+
+
+def test_stochastic_rounding_is_unbiased_and_lands_on_a_neighbour():
+    lower = torch.tensor(1.0, dtype=torch.bfloat16)
+    step = 2.0**-7  # bfloat16's spacing in [1, 2)
+    x = torch.full((200_000,), 1.0 + 0.3 * step)
+    rounded = stochastic_round_to_bfloat16(x, torch.Generator().manual_seed(0)).float()
+    assert set(rounded.unique().tolist()) == {1.0, 1.0 + step}
+    assert abs(rounded.mean().item() - x[0].item()) < 0.01 * step
+    negative = stochastic_round_to_bfloat16(-x, torch.Generator().manual_seed(0)).float()
+    assert abs(negative.mean().item() + x[0].item()) < 0.01 * step
+    exact = torch.tensor([float(lower), -0.5, 3.0, 0.0])
+    assert torch.equal(stochastic_round_to_bfloat16(exact).float(), exact)
+
+
+def test_compact_model_computes_in_float32_with_rounded_weights():
+    model, _ = build_tiny_model()
+    compact = copy.deepcopy(model).eval()
+    weights = CompactWeights(compact, torch.bfloat16)
+    matrices = [p for p in compact.parameters() if p.dim() >= 2]
+    assert matrices and all(p.untyped_storage().nbytes() <= 4 for p in matrices)
+    assert weights.nbytes() == sum(p.numel() * 2 for p in matrices)
+    expected_model = bf16_rounded_copy(model).eval()
+    ids = torch.randint(3, 200, (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(compact(input_ids=ids).logits, expected_model(input_ids=ids).logits)
+        # The fast decoder path calls the same modules, so the hooks serve it too.
+        view, expected_view = DecoderView.of(compact), DecoderView.of(expected_model)
+        assert view is not None and expected_view is not None
+        mask = torch.ones_like(ids[:, :4])
+        got = packed_completion_logits(view, ids[:, :4], mask, ids[:, 4:], checkpoint=False)
+        want = packed_completion_logits(expected_view, ids[:, :4], mask, ids[:, 4:], checkpoint=False)
+        torch.testing.assert_close(got, want)
+    assert all(p.untyped_storage().nbytes() <= 4 for p in matrices)  # released after the calls
+
+
+def test_compact_ema_tracks_the_float32_ema_where_round_to_nearest_freezes():
+    model, _ = build_tiny_model()
+    teacher = Teacher("ema", model, 0.05, storage_dtype="bfloat16", seed=0)
+    start = {name: p.detach().clone() for name, p in model.named_parameters()}
+    exact = {name: p.to(torch.bfloat16).float() for name, p in start.items()}
+    # A drift far below half a bfloat16 step per update.
+    with torch.no_grad():
+        for _ in range(40):
+            for name, p in model.named_parameters():
+                p.add_(1e-5)
+                exact[name] = 0.95 * exact[name] + 0.05 * p.detach()
+            teacher.after_optimizer_step(model)
+    state = teacher.state_dict()
+    for name, param in model.named_parameters():
+        if param.dim() < 2:
+            continue
+        drift = (state[name] - start[name].to(torch.bfloat16).float()).mean().item()
+        want = (exact[name] - start[name].to(torch.bfloat16).float()).mean().item()
+        assert want > 1e-4 and abs(drift - want) < 0.1 * want, name
+
+
+def test_sdpo_trains_and_resumes_with_a_compact_teacher(tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAfterFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 1
+
+    def make(out, callbacks=None):
+        model, tokenizer = build_tiny_model()
+        args = SDPOConfig(
+            output_dir=str(out),
+            max_steps=2,
+            learning_rate=1e-2,
+            teacher_update_rate=0.5,
+            include_environment_feedback=True,
+            teacher_storage_dtype="bfloat16",
+            seed=7,
+            **{**FAST, "save_strategy": "steps", "save_steps": 1},
+        )
+        return SDPOTrainer(
+            model=model,
+            reward_funcs=length_reward,
+            args=args,
+            train_dataset=chat_dataset(),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+
+    interrupted = make(tmp_path / "a", [StopAfterFirstStep()])
+    initial = {k: v.clone() for k, v in interrupted.teacher.state_dict().items()}
+    interrupted.train()
+    saved = interrupted.teacher.state_dict()
+    assert any(not torch.equal(initial[k], saved[k]) for k in saved)
+    # EMA with rate 0.5 after one step: halfway between the start and the student, up to bf16 rounding.
+    for name, p in interrupted.model.named_parameters():
+        torch.testing.assert_close(saved[name], 0.5 * initial[name] + 0.5 * p.detach(), rtol=2**-7, atol=1e-6)
+    resumed = make(tmp_path / "b")
+    assert resumed.teacher.load(str(tmp_path / "a" / "checkpoint-1"))
+    for name, value in resumed.teacher.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-1"))
+    assert resumed.state.global_step == 2
