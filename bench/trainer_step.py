@@ -27,7 +27,7 @@ student forwards, backward, optimizer step and the EMA teacher update are all in
 median over the measured steps after the warm-up steps; next to it the process CPU time per
 step (all threads), which other processes' load skews least. Memory, two figures:
 
-* ``maxrss``: the subprocess's peak resident set (``ru_maxrss``) at the end -- interpreter,
+* ``maxrss``: the subprocess's peak resident set (``VmHWM``) at the end -- interpreter,
   imports, model, teacher copy, optimizer state, everything;
 * ``growth``: the highest RSS sampled every 10 ms during the measured steps minus the RSS
   just before ``train()`` -- what training itself adds (gradients, optimizer state,
@@ -99,6 +99,21 @@ PHASES = (
 
 
 # ------------------------------------------------------------------------------------ child
+
+
+def _peak_rss_bytes() -> int:
+    """This process's own peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over from the
+    forked parent across exec, so a child of a big parent would report the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _rss_bytes() -> int:
@@ -403,7 +418,6 @@ def touch_weights(trainer) -> int:
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     import gc
-    import resource
     import tempfile
 
     import torch
@@ -440,7 +454,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         "build_s": build_s,
         "phases_median_s": phases,
         "phases_median_cpu_s": cpu_phases,
-        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_mib": _peak_rss_bytes() / 2**20,
         "rss_before_train_mib": rss_before / 2**20,
         "peak_rss_measured_mib": peak / 2**20,
         "growth_mib": (peak - rss_before) / 2**20,
@@ -506,6 +520,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+# Ratio name template -> (numerator trainer, denominator trainer); {} is the metric.
+RATIOS = {
+    "sdpo_{}_ours_over_trl": ("ours-sdpo", "trl-sdpo"),
+    "grpo_{}_ours_over_trl": ("ours-grpo", "trl-grpo"),
+    "ours_sdpo_over_grpo_{}": ("ours-sdpo", "ours-grpo"),
+    "bf16_teacher_{}_over_trl": ("ours-sdpo-bf16", "trl-sdpo"),
+    "bf16_teacher_over_grpo_{}": ("ours-sdpo-bf16", "ours-grpo"),
+}
+RATIO_METRICS = {"time": STEP, "cpu_time": STEP_CPU, "maxrss": "maxrss_mib", "growth": "growth_mib"}
+
+
 def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Per case and trainer: mean (and median) step over all measured steps of all rounds -- the
     mean, because in the sparse scenario a step's work depends on that step's rewards; memory:
@@ -542,50 +567,9 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             return rows.get(trainer, {}).get(key)
 
         ratios = {
-            "sdpo_time_ours_over_trl": _ratio(get("ours-sdpo", STEP), get("trl-sdpo", STEP)),
-            "sdpo_cpu_time_ours_over_trl": _ratio(get("ours-sdpo", STEP_CPU), get("trl-sdpo", STEP_CPU)),
-            "sdpo_maxrss_ours_over_trl": _ratio(
-                get("ours-sdpo", "maxrss_mib"), get("trl-sdpo", "maxrss_mib")
-            ),
-            "sdpo_growth_ours_over_trl": _ratio(
-                get("ours-sdpo", "growth_mib"), get("trl-sdpo", "growth_mib")
-            ),
-            "grpo_time_ours_over_trl": _ratio(get("ours-grpo", STEP), get("trl-grpo", STEP)),
-            "grpo_cpu_time_ours_over_trl": _ratio(get("ours-grpo", STEP_CPU), get("trl-grpo", STEP_CPU)),
-            "grpo_maxrss_ours_over_trl": _ratio(
-                get("ours-grpo", "maxrss_mib"), get("trl-grpo", "maxrss_mib")
-            ),
-            "grpo_growth_ours_over_trl": _ratio(
-                get("ours-grpo", "growth_mib"), get("trl-grpo", "growth_mib")
-            ),
-            "ours_sdpo_over_grpo_time": _ratio(get("ours-sdpo", STEP), get("ours-grpo", STEP)),
-            "ours_sdpo_over_grpo_cpu_time": _ratio(get("ours-sdpo", STEP_CPU), get("ours-grpo", STEP_CPU)),
-            "ours_sdpo_over_grpo_maxrss": _ratio(
-                get("ours-sdpo", "maxrss_mib"), get("ours-grpo", "maxrss_mib")
-            ),
-            "ours_sdpo_over_grpo_growth": _ratio(
-                get("ours-sdpo", "growth_mib"), get("ours-grpo", "growth_mib")
-            ),
-            "bf16_teacher_time_over_trl": _ratio(get("ours-sdpo-bf16", STEP), get("trl-sdpo", STEP)),
-            "bf16_teacher_cpu_time_over_trl": _ratio(
-                get("ours-sdpo-bf16", STEP_CPU), get("trl-sdpo", STEP_CPU)
-            ),
-            "bf16_teacher_maxrss_over_trl": _ratio(
-                get("ours-sdpo-bf16", "maxrss_mib"), get("trl-sdpo", "maxrss_mib")
-            ),
-            "bf16_teacher_growth_over_trl": _ratio(
-                get("ours-sdpo-bf16", "growth_mib"), get("trl-sdpo", "growth_mib")
-            ),
-            "bf16_teacher_over_grpo_time": _ratio(get("ours-sdpo-bf16", STEP), get("ours-grpo", STEP)),
-            "bf16_teacher_over_grpo_cpu_time": _ratio(
-                get("ours-sdpo-bf16", STEP_CPU), get("ours-grpo", STEP_CPU)
-            ),
-            "bf16_teacher_over_grpo_maxrss": _ratio(
-                get("ours-sdpo-bf16", "maxrss_mib"), get("ours-grpo", "maxrss_mib")
-            ),
-            "bf16_teacher_over_grpo_growth": _ratio(
-                get("ours-sdpo-bf16", "growth_mib"), get("ours-grpo", "growth_mib")
-            ),
+            template.format(metric): _ratio(get(numerator, key), get(denominator, key))
+            for template, (numerator, denominator) in RATIOS.items()
+            for metric, key in RATIO_METRICS.items()
         }
         summary[model] = {"trainers": rows, "ratios": ratios}
     return summary
@@ -593,7 +577,7 @@ def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
 
 LEGEND = (
     "\nstep s = wall time per optimizer step; CPU s = process CPU time (all threads) per step. "
-    "maxrss = peak RSS of the whole subprocess (ru_maxrss, MiB); growth = peak RSS sampled every 10 ms "
+    "maxrss = peak RSS of the whole subprocess (VmHWM, MiB); growth = peak RSS sampled every 10 ms "
     "during the measured steps minus RSS@train, the RSS just before train() with all weights resident. "
     f"Goal marks: ok, tie (memory within {MEMORY_TIE:.0%} of the limit), MISSED."
 )

@@ -6,13 +6,12 @@ import copy
 
 import torch
 
-from sdpo_agent import SDPOConfig, SDPOTrainer
 from sdpo_agent.compact_weights import CompactWeights, stochastic_round_to_bfloat16
 from sdpo_agent.decoder import DecoderView
 from sdpo_agent.packed_forward import packed_completion_logits
 from sdpo_agent.teacher import Teacher
 from sdpo_agent.tiny_model import build_tiny_model
-from tests.test_trainer import FAST, chat_dataset, length_reward
+from tests.test_trainer import StopAfterFirstStep, resumable_trainer
 
 
 def bf16_rounded_copy(model):
@@ -80,32 +79,8 @@ def test_compact_ema_tracks_the_float32_ema_where_round_to_nearest_freezes():
 
 
 def test_sdpo_trains_and_resumes_with_a_compact_teacher(tmp_path):
-    from transformers import TrainerCallback
-
-    class StopAfterFirstStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = state.global_step == 1
-
     def make(out, callbacks=None):
-        model, tokenizer = build_tiny_model()
-        args = SDPOConfig(
-            output_dir=str(out),
-            max_steps=2,
-            learning_rate=1e-2,
-            teacher_update_rate=0.5,
-            include_environment_feedback=True,
-            teacher_storage_dtype="bfloat16",
-            seed=7,
-            **{**FAST, "save_strategy": "steps", "save_steps": 1},
-        )
-        return SDPOTrainer(
-            model=model,
-            reward_funcs=length_reward,
-            args=args,
-            train_dataset=chat_dataset(),
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
+        return resumable_trainer(out, callbacks, teacher_storage_dtype="bfloat16")
 
     interrupted = make(tmp_path / "a", [StopAfterFirstStep()])
     initial = {k: v.clone() for k, v in interrupted.teacher.state_dict().items()}

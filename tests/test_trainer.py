@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
 from sdpo_agent.teacher import TEACHER_FILE
@@ -317,33 +318,36 @@ def test_multi_turn_rollouts_are_token_exact_with_env_tokens_masked(tmp_path):
     trainer.train()
 
 
+class StopAfterFirstStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        control.should_training_stop = state.global_step == 1
+
+
+def resumable_trainer(out, callbacks=None, **config) -> SDPOTrainer:
+    """Two steps of SDPO with a checkpoint after each (rate-0.5 EMA teacher, seed 7)."""
+    model, tokenizer = build_tiny_model()
+    args = SDPOConfig(
+        output_dir=str(out),
+        max_steps=2,
+        learning_rate=1e-2,
+        teacher_update_rate=0.5,
+        include_environment_feedback=True,
+        seed=7,
+        **{**FAST, "save_strategy": "steps", "save_steps": 1},
+        **config,
+    )
+    return SDPOTrainer(
+        model=model,
+        reward_funcs=length_reward,
+        args=args,
+        train_dataset=chat_dataset(),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
 def test_resume_restores_teacher_and_optimizer(tmp_path):
-    from transformers import TrainerCallback
-
-    class StopAfterFirstStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = state.global_step == 1
-
-    def make(out, callbacks=None):
-        model, tokenizer = build_tiny_model()
-        args = SDPOConfig(
-            output_dir=str(out),
-            max_steps=2,
-            learning_rate=1e-2,
-            teacher_update_rate=0.5,
-            include_environment_feedback=True,
-            seed=7,
-            **{**FAST, "save_strategy": "steps", "save_steps": 1},
-        )
-        return SDPOTrainer(
-            model=model,
-            reward_funcs=length_reward,
-            args=args,
-            train_dataset=chat_dataset(),
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-
+    make = resumable_trainer
     straight = make(tmp_path / "a")
     straight.train()
     interrupted = make(tmp_path / "b", [StopAfterFirstStep()])
