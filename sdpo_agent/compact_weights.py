@@ -37,10 +37,39 @@ def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = 
     return truncated.view(torch.float32).to(torch.bfloat16)
 
 
-class CompactWeights:
-    """Stores ``model``'s large parameters in ``storage_dtype``; hooks expand them per call."""
+def _stand_in(param: Tensor, device: torch.device | None = None) -> Tensor:
+    return torch.zeros((), dtype=param.dtype, device=device or param.device).expand(param.shape)
 
-    def __init__(self, model: nn.Module, storage_dtype: torch.dtype, seed: int = 0) -> None:
+
+def compact_copy_memo(
+    model: nn.Module, storage_dtype: torch.dtype
+) -> tuple[dict[int, nn.Parameter], dict[nn.Parameter, Tensor]]:
+    """For ``copy.deepcopy(model, memo)``: each weight matrix copied as a stand-in, its value
+    already compact (the full-precision copy is never made: its freed pages would stay
+    resident in the allocator). Returns (memo, {new parameter: compact value})."""
+    memo: dict[int, nn.Parameter] = {}
+    initial: dict[nn.Parameter, Tensor] = {}
+    for param in model.parameters():
+        if param.dim() >= 2 and id(param) not in memo:
+            clone = nn.Parameter(_stand_in(param), requires_grad=False)
+            memo[id(param)] = clone
+            initial[clone] = param.detach().to(storage_dtype)
+    return memo, initial
+
+
+class CompactWeights:
+    """Stores ``model``'s large parameters in ``storage_dtype``; hooks expand them per call.
+
+    ``initial``: compact values for (some of) the parameters, e.g. from ``compact_copy_memo``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        storage_dtype: torch.dtype,
+        seed: int = 0,
+        initial: dict[nn.Parameter, Tensor] | None = None,
+    ) -> None:
         self.storage_dtype = storage_dtype
         self.compact: dict[nn.Parameter, Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)
@@ -52,7 +81,8 @@ class CompactWeights:
                 continue
             for param in owned:
                 if param not in self.compact:
-                    self.compact[param] = param.detach().to(storage_dtype)
+                    given = (initial or {}).get(param)
+                    self.compact[param] = given if given is not None else param.detach().to(storage_dtype)
                     self._release(param, param.device)
             module.register_forward_pre_hook(self._materialise_hook(owned))
             module.register_forward_hook(self._release_hook(owned))
@@ -64,7 +94,7 @@ class CompactWeights:
 
     @staticmethod
     def _release(param: nn.Parameter, device: torch.device) -> None:
-        param.data = torch.zeros((), dtype=param.dtype, device=device).expand(param.shape)
+        param.data = _stand_in(param, device)
 
     def _materialise_hook(self, params: list[nn.Parameter]):
         def hook(module, args):
@@ -110,4 +140,4 @@ class CompactWeights:
         return sum(t.numel() * t.element_size() for t in self.compact.values())
 
 
-__all__ = ["STORAGE_DTYPES", "CompactWeights", "stochastic_round_to_bfloat16"]
+__all__ = ["STORAGE_DTYPES", "CompactWeights", "compact_copy_memo", "stochastic_round_to_bfloat16"]

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compact_weights import STORAGE_DTYPES, CompactWeights
+from .compact_weights import STORAGE_DTYPES, CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 
 
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    clone = copy.deepcopy(model)
+def _frozen_copy(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
+    clone = copy.deepcopy(model, memo)
     clone.requires_grad_(False)
     clone.eval()
     # No backward runs through the teacher (transformers 5 renamed the switch).
@@ -57,10 +57,17 @@ class Teacher:
             )
         self.mode = mode
         self.update_rate = float(update_rate)
-        self.model: nn.Module | None = _frozen_copy(student) if mode in ("ema", "trust_region") else None
+        self.model: nn.Module | None = None
         self.compact: CompactWeights | None = None
-        if self.model is not None and storage_dtype is not None:
-            self.compact = CompactWeights(self.model, STORAGE_DTYPES[storage_dtype], seed=seed)
+        if mode == "none":
+            return
+        if storage_dtype is None:
+            self.model = _frozen_copy(student)
+            return
+        dtype = STORAGE_DTYPES[storage_dtype]
+        memo, initial = compact_copy_memo(student, dtype)
+        self.model = _frozen_copy(student, memo)
+        self.compact = CompactWeights(self.model, dtype, seed=seed, initial=initial)
 
     @torch.no_grad()
     def logits(self, forward, student: nn.Module) -> torch.Tensor:

@@ -57,6 +57,21 @@ def test_compact_model_computes_in_float32_with_rounded_weights():
     assert all(p.untyped_storage().nbytes() <= 4 for p in matrices)  # released after the calls
 
 
+def test_compact_teacher_copies_without_touching_the_student():
+    model, _ = build_tiny_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    teacher = Teacher("ema", model, 0.05, storage_dtype="bfloat16")
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) and p.untyped_storage().nbytes() == p.numel() * 4, name
+    state = teacher.state_dict()
+    for name, p in teacher.model.named_parameters():
+        want = before[name].to(torch.bfloat16).float() if p.dim() >= 2 else before[name]
+        assert torch.equal(state[name], want), name
+        assert p.dim() < 2 or p.untyped_storage().nbytes() <= 4, name
+    tied = teacher.model.get_input_embeddings().weight is teacher.model.get_output_embeddings().weight
+    assert tied == (model.get_input_embeddings().weight is model.get_output_embeddings().weight)
+
+
 def test_compact_ema_tracks_the_float32_ema_where_round_to_nearest_freezes():
     model, _ = build_tiny_model()
     teacher = Teacher("ema", model, 0.05, storage_dtype="bfloat16", seed=0)
