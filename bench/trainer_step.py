@@ -17,7 +17,9 @@ distillation_topk=20``; TRL ``distillation_mode="topk_logits"``), reverse KL
 (``distillation_alpha=1``), EMA teacher with rate 0.05, pure distillation
 (``distillation_weight=1``), environment feedback from ``privileged_context`` on in the "dense"
 scenario and off in the "sparse" one (``--scenarios``). ``ours-sdpo-bf16`` is ours-sdpo with
-``teacher_storage_dtype="bfloat16"`` (the EMA copy's matrices stored in bfloat16). One torch
+the two bfloat16 options, ``teacher_storage_dtype="bfloat16"`` (the EMA copy's matrices stored
+in bfloat16) and ``generation_dtype="bfloat16"`` (sampling from a bfloat16 copy of the policy);
+``ours-grpo-bf16`` is ours-grpo with the latter; training itself stays float32. One torch
 thread by default (``--threads``): with more, other processes on a small shared machine make
 the intra-op threads spin-wait on each other and the wall times meaningless.
 
@@ -57,9 +59,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "@@TRAINER_STEP_RESULT@@"
-# ours-sdpo-bf16: ours-sdpo with teacher_storage_dtype="bfloat16" (the EMA teacher's matrices
-# stored in bfloat16, computed with in float32; a stochastically rounded EMA).
-TRAINERS = ("ours-sdpo", "ours-sdpo-bf16", "trl-sdpo", "ours-grpo", "trl-grpo")
+# -bf16: generation_dtype="bfloat16" (sampling from a bfloat16 copy of the policy) and, for SDPO,
+# teacher_storage_dtype="bfloat16" (the EMA teacher's matrices stored in bfloat16, computed with
+# in float32; a stochastically rounded EMA).
+TRAINERS = ("ours-sdpo", "ours-sdpo-bf16", "trl-sdpo", "ours-grpo", "ours-grpo-bf16", "trl-grpo")
 # Per model: completion length L (exact: min_new_tokens = max_completion_length), warm-up and measured steps.
 MODELS = {
     "tiny": {"completion_length": 128, "warmup": 1, "steps": 5},
@@ -220,6 +223,7 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
             teacher_regularization="ema",
             ema_update_rate=EMA_RATE,
             teacher_storage_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
+            generation_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
         )
         cls = SDPOTrainer
     elif kind == "trl-sdpo":
@@ -234,10 +238,11 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
             teacher_sync_steps=1,
         )
         cls = SDPOTrainer
-    elif kind == "ours-grpo":
+    elif kind in ("ours-grpo", "ours-grpo-bf16"):
         from sdpo_agent import GRPOConfig, GRPOTrainer
 
-        args, cls = GRPOConfig(**common), GRPOTrainer
+        dtype = "bfloat16" if kind == "ours-grpo-bf16" else None
+        args, cls = GRPOConfig(**common, generation_dtype=dtype), GRPOTrainer
     elif kind == "trl-grpo":
         from trl import GRPOConfig, GRPOTrainer
 
@@ -525,8 +530,9 @@ RATIOS = {
     "sdpo_{}_ours_over_trl": ("ours-sdpo", "trl-sdpo"),
     "grpo_{}_ours_over_trl": ("ours-grpo", "trl-grpo"),
     "ours_sdpo_over_grpo_{}": ("ours-sdpo", "ours-grpo"),
-    "bf16_teacher_{}_over_trl": ("ours-sdpo-bf16", "trl-sdpo"),
-    "bf16_teacher_over_grpo_{}": ("ours-sdpo-bf16", "ours-grpo"),
+    "bf16_sdpo_{}_over_trl": ("ours-sdpo-bf16", "trl-sdpo"),
+    "bf16_grpo_{}_over_trl": ("ours-grpo-bf16", "trl-grpo"),
+    "bf16_sdpo_over_grpo_{}": ("ours-sdpo-bf16", "ours-grpo-bf16"),
 }
 RATIO_METRICS = {"time": STEP, "cpu_time": STEP_CPU, "maxrss": "maxrss_mib", "growth": "growth_mib"}
 
@@ -649,25 +655,34 @@ def report(summary: dict[str, Any]) -> str:
                 f"{_goal(r['ours_sdpo_over_grpo_growth'], GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
             ),
             (
-                "SDPO bf16 teacher/TRL",
-                "bf16_teacher_time_over_trl",
-                "bf16_teacher_cpu_time_over_trl",
-                "bf16_teacher_maxrss_over_trl",
-                "bf16_teacher_growth_over_trl",
-                f"time <= {GOAL_TIME} [{_goal(r.get('bf16_teacher_time_over_trl'), GOAL_TIME)}]",
+                "SDPO bf16 ours/TRL",
+                "bf16_sdpo_time_over_trl",
+                "bf16_sdpo_cpu_time_over_trl",
+                "bf16_sdpo_maxrss_over_trl",
+                "bf16_sdpo_growth_over_trl",
+                f"time <= {GOAL_TIME} [{_goal(r.get('bf16_sdpo_time_over_trl'), GOAL_TIME)}], "
+                f"memory <= {GOAL_MEMORY} [maxrss {_goal(r.get('bf16_sdpo_maxrss_over_trl'), GOAL_MEMORY, MEMORY_TIE)}]",
             ),
             (
-                "SDPO bf16 teacher/GRPO",
-                "bf16_teacher_over_grpo_time",
-                "bf16_teacher_over_grpo_cpu_time",
-                "bf16_teacher_over_grpo_maxrss",
-                "bf16_teacher_over_grpo_growth",
+                "GRPO bf16 ours/TRL",
+                "bf16_grpo_time_over_trl",
+                "bf16_grpo_cpu_time_over_trl",
+                "bf16_grpo_maxrss_over_trl",
+                "bf16_grpo_growth_over_trl",
+                "",
+            ),
+            (
+                "bf16 SDPO/bf16 GRPO",
+                "bf16_sdpo_over_grpo_time",
+                "bf16_sdpo_over_grpo_cpu_time",
+                "bf16_sdpo_over_grpo_maxrss",
+                "bf16_sdpo_over_grpo_growth",
                 f"memory <= {GOAL_SDPO_OVER_GRPO} [maxrss "
-                f"{_goal(r.get('bf16_teacher_over_grpo_maxrss'), GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
+                f"{_goal(r.get('bf16_sdpo_over_grpo_maxrss'), GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
             ),
         ]
         for name, t, c, m, g, goal in lines:
-            if t not in r:  # results saved before the bf16-teacher rows existed
+            if t not in r:  # results saved before these rows existed
                 continue
             out.append(
                 f"{model:<22}{name:<24}{_fmt(r[t]):>7}{_fmt(r[c]):>7}{_fmt(r[m]):>8}{_fmt(r[g]):>8}   {goal}"
@@ -793,7 +808,11 @@ def main() -> None:
         for model, scenario in cases:
             label = case_label(model, scenario)
             # Interleave ours and TRL; flip the order every round.
-            pairs = [("ours-sdpo", "trl-sdpo"), ("ours-grpo", "ours-sdpo-bf16"), ("trl-grpo",)]
+            pairs = [
+                ("ours-sdpo", "trl-sdpo"),
+                ("ours-grpo", "ours-sdpo-bf16"),
+                ("trl-grpo", "ours-grpo-bf16"),
+            ]
             order = [t for pair in pairs for t in (pair if round_index % 2 == 0 else pair[::-1])]
             for trainer in (t for t in order if t in trainers):
                 spec = {**specs[model], "trainer": trainer, "scenario": scenario}

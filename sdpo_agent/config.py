@@ -17,6 +17,7 @@ IS_LEVELS = ("token", "sequence")
 TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
 TEACHER_STORAGE_DTYPES = (None, "bfloat16")
+GENERATION_DTYPES = (None, "bfloat16")
 
 
 def _bf16_supported() -> bool:
@@ -93,6 +94,14 @@ class RolloutConfig(TrainingArguments):
             "forwards (the same results up to float rounding); False: the model's own generate()/forward"
         },
     )
+    generation_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "'bfloat16': the fast decoder samples from a bfloat16 copy of the policy, filled per "
+            "generation batch and emptied after (several times faster on GPUs and AMX CPUs; the tokens "
+            "come from the rounded weights). None: sample with the training weights"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:
@@ -162,6 +171,10 @@ class RolloutConfig(TrainingArguments):
             ),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
+            (
+                self.generation_dtype in GENERATION_DTYPES,
+                f"generation_dtype must be one of {GENERATION_DTYPES}, got {self.generation_dtype!r}",
+            ),
         ]
         if self.num_generations_eval is not None:
             checks.append(

@@ -8,7 +8,9 @@ are copied into a preallocated cache per row, and every step writes one column.
 
 Sampling is ``generate``'s: the same logits processors from ``transformers`` in the same
 order (repetition penalty, min new tokens, temperature, top-k, top-p, min-p), softmax,
-``torch.multinomial``; finished rows are fed the pad token. Configurations it does not
+``torch.multinomial``; finished rows are fed the pad token. With ``generation_dtype`` set it
+samples like an inference engine instead (``sampler_copy``): bfloat16 weights, one uniform
+number per token. Configurations it does not
 cover (other ``generation_kwargs``, beam search, a model without a view) go to
 ``TransformersGenerator``.
 
@@ -39,6 +41,7 @@ from transformers import (
 from .decoder import DecoderView, view_for
 from .generation import TransformersGenerator, cut_after_eos, left_pad
 from .packed_forward import LayerRecord, PackedAttention, PackedLayout, distinct_rows
+from .sampler_copy import SAMPLER_DTYPES, SamplerCopy, inverse_cdf_sample
 
 # generation_kwargs this backend implements itself; anything else goes to generate().
 FAST_GENERATION_KWARGS = frozenset({"min_new_tokens", "do_sample"})
@@ -112,6 +115,8 @@ class StaticCacheGenerator:
         self.record_budget_bytes = record_budget_bytes
         self._version_getter = version_getter or (lambda: None)
         self.last_record: RolloutRecord | None = None
+        self.sampler_dtype = SAMPLER_DTYPES.get(getattr(args, "generation_dtype", None) or "")
+        self._sampler_copy: SamplerCopy | None = None
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         self.last_record = None
@@ -121,6 +126,15 @@ class StaticCacheGenerator:
         view = view_for(model) if self.supported else None
         if view is None or max_new_tokens < 1:
             return self.fallback.generate(prompt_ids, max_new_tokens)
+        sampler = self._copy_for(model, view)
+        if sampler is not None:
+            try:
+                low_view = view_for(sampler.fill())
+                if low_view is not None:
+                    with torch.no_grad():
+                        return self._sample(low_view, prompt_ids, max_new_tokens, keep_record=False)
+            finally:
+                sampler.empty()
         was_training = model.training
         model.eval()
         try:
@@ -128,6 +142,19 @@ class StaticCacheGenerator:
                 return self._sample(view, prompt_ids, max_new_tokens)
         finally:
             model.train(was_training)
+
+    def _draw(self, probs: Tensor) -> Tensor:
+        if self.sampler_dtype is not None:  # engine mode (see sampler_copy)
+            return inverse_cdf_sample(probs)
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+    def _copy_for(self, model, view: DecoderView) -> SamplerCopy | None:
+        """The low-precision sampler copy of ``model`` when ``generation_dtype`` asks for one."""
+        if self.sampler_dtype is None or view.parameters_dtype() == self.sampler_dtype:
+            return None
+        if self._sampler_copy is None or self._sampler_copy.source is not model:
+            self._sampler_copy = SamplerCopy(model, self.sampler_dtype)
+        return self._sampler_copy
 
     # -- the loop ----------------------------------------------------------------------------------
     def _processors(self, prompt_width: int, device) -> LogitsProcessorList:
@@ -150,13 +177,16 @@ class StaticCacheGenerator:
             out.append(MinPLogitsWarper(min_p=a.min_p))
         return out
 
-    def _sample(self, view: DecoderView, prompt_ids, max_new_tokens: int) -> list[list[int]]:
+    def _sample(
+        self, view: DecoderView, prompt_ids, max_new_tokens: int, keep_record: bool = True
+    ) -> list[list[int]]:
         device = view.lm_head.weight.device
         ids, mask = left_pad(prompt_ids, self.pad_id, device)
         b, p = ids.shape
         first, owner = distinct_rows(ids, mask)
         cache = _StaticCache(view, b, p + max_new_tokens, mask, device)
-        record = self._record_plan(view, b, len(first), p, max_new_tokens)
+        # A low-precision copy's layer inputs are not the training forward's: never recorded.
+        record = self._record_plan(view, b, len(first), p, max_new_tokens) if keep_record else None
 
         # Prefill: distinct prompts once, keys/values copied to every row that repeats them.
         layout = PackedLayout.from_parts(ids, mask, first, owner, ids[:, :0])
@@ -182,7 +212,7 @@ class StaticCacheGenerator:
         while True:
             scores = processors(tokens[:, : p + steps], logits)
             probs = F.softmax(scores, dim=-1)
-            nxt = torch.multinomial(probs, num_samples=1).squeeze(1)
+            nxt = self._draw(probs)
             nxt = torch.where(unfinished, nxt, torch.full_like(nxt, self.pad_id))
             tokens[:, p + steps] = nxt
             steps += 1
@@ -218,10 +248,16 @@ class StaticCacheGenerator:
 
 
 class _StaticCache:
-    """Per layer K, V [B, KV, T, hd] and an additive key bias [B, 1, 1, T] (−inf on prompt padding)."""
+    """Per layer K, V [B, KV, T, hd] and an additive key bias [B, 1, 1, T] (−inf on prompt padding).
+
+    On the CPU the cache is float32 whatever the weights' dtype: a bfloat16 batched matmul there
+    copies its strided cache slice first, every step, which cost more than the attention itself.
+    """
 
     def __init__(self, view: DecoderView, b: int, width: int, prompt_mask: Tensor, device) -> None:
         dtype = view.lm_head.weight.dtype
+        if torch.device(device).type == "cpu":
+            dtype = torch.promote_types(dtype, torch.float32)
         shape = (b, view.num_kv_heads, width, view.head_dim)
         self.view = view
         self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in view.layers]
@@ -242,10 +278,10 @@ class _StaticCache:
             keys[index][:, :, column] = k
             values[index][:, :, column] = v
             b = q.shape[0]
-            grouped = q.view(b, view.num_kv_heads, view.kv_groups, view.head_dim)
+            grouped = q.view(b, view.num_kv_heads, view.kv_groups, view.head_dim).to(bias.dtype)
             scores = torch.matmul(grouped, keys[index][:, :, : column + 1].transpose(-1, -2))
             probs = torch.softmax(scores.mul_(view.scaling).add_(bias), dim=-1)
-            return torch.matmul(probs, values[index][:, :, : column + 1]).reshape(b, -1)
+            return torch.matmul(probs, values[index][:, :, : column + 1]).reshape(b, -1).to(q.dtype)
 
         return attend
 

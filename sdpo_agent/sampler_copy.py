@@ -1,0 +1,83 @@
+"""Engine-style sampling: a low-precision copy of the policy, and one uniform draw per token.
+
+On a CPU with bfloat16 matrix units (AMX) or a GPU, a decode step in bfloat16 runs several
+times faster than in float32 (at RL batch sizes it is a chain of small matrix products).
+Training keeps its own dtype; only the sampler reads this copy, the way an inference engine
+(vLLM) samples from bfloat16 weights while the trainer holds float32 master weights.
+
+Between batches each parameter of the copy is a stride-0 stand-in, so the copy occupies
+memory only while it samples: the training pass that follows reuses those pages, and peak
+memory does not grow by a second set of weights. Refilling costs one cast of the weights per
+generation batch, a small fraction of the sampling it speeds up.
+
+The sampled tokens are then drawn from the bfloat16 rounding of the policy, not from the
+float32 policy the loss differentiates; the trainer treats them as on-policy, as TRL does
+with vLLM unless its importance-sampling correction is switched on.
+
+``inverse_cdf_sample`` draws a token per row from one uniform number and a cumulative sum.
+``torch.multinomial`` (what ``generate`` uses) draws one exponential variate per vocabulary
+entry instead: on a CPU, 30 ms per decode step for 32 rows of a 49k vocabulary, more than the
+bfloat16 forward of a 135M model. Same distribution, other random numbers, so this mode does
+not reproduce ``generate``'s tokens for a seed; the float32 default does.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+SAMPLER_DTYPES = {"bfloat16": torch.bfloat16}
+
+
+def _stand_in(param: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros((), dtype=dtype, device=param.device).expand(param.shape)
+
+
+def inverse_cdf_sample(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``probs`` [B, V] (non-negative, not necessarily normalised), drawn
+    with probability proportional to its entry: the first index whose cumulative sum exceeds
+    u·total, u ~ U[0, 1). Entries of probability 0 are never drawn."""
+    cdf = probs.float().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, device=probs.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total after rounding
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)
+
+
+class SamplerCopy:
+    """``source`` copied in ``dtype``; ``fill()`` before sampling, ``empty()`` after."""
+
+    def __init__(self, source: nn.Module, dtype: torch.dtype) -> None:
+        self.source = source
+        self.dtype = dtype
+        memo: dict[int, nn.Parameter] = {}
+        self.pairs: list[tuple[nn.Parameter, nn.Parameter]] = []
+        for param in source.parameters():
+            if id(param) not in memo:  # tied weights stay tied
+                clone = nn.Parameter(_stand_in(param, dtype), requires_grad=False)
+                memo[id(param)] = clone
+                self.pairs.append((param, clone))
+        # Buffers (rotary frequencies) are small and stay in their own dtype.
+        self.model = copy.deepcopy(source, memo)
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    @torch.no_grad()
+    def fill(self) -> nn.Module:
+        """The copy holding ``dtype`` roundings (to nearest) of the source's current weights."""
+        for param, clone in self.pairs:
+            clone.data = param.detach().to(self.dtype)
+        return self.model
+
+    def empty(self) -> None:
+        for param, clone in self.pairs:
+            clone.data = _stand_in(param, self.dtype)
+
+    def nbytes(self) -> int:
+        """Bytes the copy's parameters occupy now (a few bytes of stand-ins between batches)."""
+        return sum(clone.untyped_storage().nbytes() for _, clone in self.pairs)
+
+
+__all__ = ["SAMPLER_DTYPES", "SamplerCopy", "inverse_cdf_sample"]
