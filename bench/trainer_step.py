@@ -17,9 +17,10 @@ distillation_topk=20``; TRL ``distillation_mode="topk_logits"``), reverse KL
 (``distillation_alpha=1``), EMA teacher with rate 0.05, pure distillation
 (``distillation_weight=1``), environment feedback from ``privileged_context`` on in the "dense"
 scenario and off in the "sparse" one (``--scenarios``). ``ours-sdpo-bf16`` is ours-sdpo with
-the two bfloat16 options, ``teacher_storage_dtype="bfloat16"`` (the EMA copy's matrices stored
-in bfloat16) and ``generation_dtype="bfloat16"`` (sampling from a bfloat16 copy of the policy);
-``ours-grpo-bf16`` is ours-grpo with the latter; training itself stays float32. One torch
+the bfloat16 options: ``generation_dtype`` (sampling from a bfloat16 copy of the policy),
+``teacher_compute_dtype`` (the teacher forward under bfloat16 autocast) and
+``teacher_storage_dtype`` (the EMA copy's matrices stored in bfloat16); ``ours-grpo-bf16`` is
+ours-grpo with the first. The student's forward, backward and optimizer stay float32. One torch
 thread by default (``--threads``): with more, other processes on a small shared machine make
 the intra-op threads spin-wait on each other and the wall times meaningless.
 
@@ -60,8 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "@@TRAINER_STEP_RESULT@@"
 # -bf16: generation_dtype="bfloat16" (sampling from a bfloat16 copy of the policy) and, for SDPO,
-# teacher_storage_dtype="bfloat16" (the EMA teacher's matrices stored in bfloat16, computed with
-# in float32; a stochastically rounded EMA).
+# teacher_compute_dtype and teacher_storage_dtype="bfloat16" (the teacher forward under bfloat16
+# autocast; its EMA copy's matrices stored in bfloat16, a stochastically rounded EMA).
 TRAINERS = ("ours-sdpo", "ours-sdpo-bf16", "trl-sdpo", "ours-grpo", "ours-grpo-bf16", "trl-grpo")
 # Per model: completion length L (exact: min_new_tokens = max_completion_length), warm-up and measured steps.
 MODELS = {
@@ -224,6 +225,7 @@ def build_trainer(spec: dict[str, Any], output_dir: str):
             ema_update_rate=EMA_RATE,
             teacher_storage_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
             generation_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
+            teacher_compute_dtype="bfloat16" if kind == "ours-sdpo-bf16" else None,
         )
         cls = SDPOTrainer
     elif kind == "trl-sdpo":

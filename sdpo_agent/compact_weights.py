@@ -31,10 +31,21 @@ def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = 
     Adding uniform noise to the 16 mantissa bits that bfloat16 drops, then truncating, rounds
     the magnitude up with exactly that probability (the sign bit is untouched).
     """
-    bits = x.contiguous().view(torch.int32)
-    noise = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32, device=x.device, generator=generator)
-    truncated = (bits + noise) & -65536
-    return truncated.view(torch.float32).to(torch.bfloat16)
+    return _stochastic_round_(x.detach().clone(), generator)
+
+
+def _stochastic_round_(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``stochastic_round_to_bfloat16`` that overwrites ``x`` (a contiguous float32 temporary)."""
+    bits = x.view(torch.int32)
+    bits.add_(_random_low_bits(bits.numel(), x.device, generator)).bitwise_and_(-65536)
+    return bits.view(torch.float32).to(torch.bfloat16)
+
+
+def _random_low_bits(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """``n`` int32 values uniform on [0, 2^16): the low 16 bits of both halves of random int64
+    words (each half its own 32-bit draw), half the generator calls of ``torch.randint``."""
+    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(generator=generator)
+    return words.view(torch.int32)[:n].bitwise_and_(0xFFFF)
 
 
 def _stand_in(param: Tensor, device: torch.device | None = None) -> Tensor:
@@ -72,6 +83,7 @@ class CompactWeights:
     ) -> None:
         self.storage_dtype = storage_dtype
         self.compact: dict[nn.Parameter, Tensor] = {}
+        self.compute_dtype: dict[nn.Parameter, torch.dtype] = {}
         self.generator = torch.Generator().manual_seed(seed)
         for module in model.modules():
             # Matrices only: vectors (norm scales, biases) cost nothing and some code paths read
@@ -83,23 +95,31 @@ class CompactWeights:
                 if param not in self.compact:
                     given = (initial or {}).get(param)
                     self.compact[param] = given if given is not None else param.detach().to(storage_dtype)
+                    self.compute_dtype[param] = param.dtype
                     self._release(param, param.device)
-            module.register_forward_pre_hook(self._materialise_hook(owned))
+            module.register_forward_pre_hook(self._materialise_hook(owned, isinstance(module, nn.Linear)))
             module.register_forward_hook(self._release_hook(owned))
 
     # -- per-call materialisation ------------------------------------------------------------------
     def full(self, param: nn.Parameter) -> Tensor:
         """``param``'s value in its compute dtype (a new tensor)."""
-        return self.compact[param].to(param.dtype)
+        return self.compact[param].to(self.compute_dtype[param])
 
-    @staticmethod
-    def _release(param: nn.Parameter, device: torch.device) -> None:
-        param.data = _stand_in(param, device)
+    def _release(self, param: nn.Parameter, device: torch.device) -> None:
+        param.data = torch.zeros((), dtype=self.compute_dtype[param], device=device).expand(param.shape)
 
-    def _materialise_hook(self, params: list[nn.Parameter]):
+    def _materialise_hook(self, params: list[nn.Parameter], linear: bool):
         def hook(module, args):
+            # Under autocast to the storage dtype a linear layer would cast its weight straight
+            # back: hand it the stored tensor (the same product, no copies).
+            device = params[0].device.type
+            as_stored = (
+                linear
+                and torch.is_autocast_enabled(device)
+                and torch.get_autocast_dtype(device) == self.storage_dtype
+            )
             for param in params:
-                param.data = self.full(param)
+                param.data = self.compact[param] if as_stored else self.full(param)
 
         return hook
 
@@ -119,7 +139,7 @@ class CompactWeights:
         for start in range(0, stored.numel(), _CHUNK):
             part = slice(start, start + _CHUNK)
             value = stored[part].float().lerp_(target[part].float(), weight)
-            stored[part] = stochastic_round_to_bfloat16(value, self._generator_for(value))
+            stored[part] = _stochastic_round_(value, self._generator_for(value))
 
     @torch.no_grad()
     def assign(self, param: nn.Parameter, value: Tensor) -> None:

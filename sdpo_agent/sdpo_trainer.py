@@ -45,6 +45,7 @@ class SDPOTrainer(RolloutTrainer):
             self.accelerator.unwrap_model(self.model),
             self.args.resolved_teacher_update_rate,
             storage_dtype=self.args.teacher_storage_dtype,
+            compute_dtype=self.args.teacher_compute_dtype,
             seed=self.args.seed,
         )
 
@@ -178,7 +179,7 @@ class SDPOTrainer(RolloutTrainer):
             lambda m: self.completion_logits(m, teacher_ids, teacher_mask, length), model
         )
         if isinstance(student, TopKStudent):
-            teacher_topk = teacher_logits.gather(-1, student.indices)
+            teacher_topk = teacher_logits.gather(-1, student.indices).to(student.topk_logits.dtype)
             terms = SelfDistillationTerms(
                 topk_renormalised_divergence(student.topk_logits, teacher_topk, args.distillation_alpha),
                 student.token_log_probs,
@@ -186,7 +187,7 @@ class SDPOTrainer(RolloutTrainer):
         else:
             terms = self_distillation_terms(
                 student,
-                teacher_logits,
+                teacher_logits.to(student.dtype),
                 completion_ids,
                 full_logit_distillation=args.full_logit_distillation,
                 alpha=args.distillation_alpha,

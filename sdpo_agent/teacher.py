@@ -7,7 +7,8 @@
 
 ``storage_dtype="bfloat16"`` keeps the teacher copy's large weights in bfloat16 (computed with
 in the policy's dtype; the EMA stochastically rounded): half the teacher's memory, at the cost
-of an EMA that is exact only in expectation (``compact_weights``).
+of an EMA that is exact only in expectation (``compact_weights``). ``compute_dtype="bfloat16"``
+runs every teacher forward under bfloat16 autocast; the logits come back in bfloat16.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Teacher:
         update_rate: float,
         *,
         storage_dtype: str | None = None,
+        compute_dtype: str | None = None,
         seed: int = 0,
     ) -> None:
         if mode not in ("ema", "none", "trust_region"):
@@ -55,8 +57,13 @@ class Teacher:
             raise ValueError(
                 f"teacher_storage_dtype must be None or one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}"
             )
+        if compute_dtype is not None and compute_dtype not in STORAGE_DTYPES:
+            raise ValueError(
+                f"teacher_compute_dtype must be None or one of {sorted(STORAGE_DTYPES)}, got {compute_dtype!r}"
+            )
         self.mode = mode
         self.update_rate = float(update_rate)
+        self.compute_dtype = STORAGE_DTYPES.get(compute_dtype or "")
         self.model: nn.Module | None = None
         self.compact: CompactWeights | None = None
         if mode == "none":
@@ -73,12 +80,21 @@ class Teacher:
     def logits(self, forward, student: nn.Module) -> torch.Tensor:
         """``forward(model) -> logits`` on the teacher context, evaluated by the right weights."""
         if self.mode == "none":
-            return forward(student).detach()
-        teacher_logits = forward(self.model)
+            return self._run(forward, student).detach()
+        teacher_logits = self._run(forward, self.model)
         if self.mode == "ema":
             return teacher_logits
-        current = forward(student).detach()
-        return torch.lerp(teacher_logits, current, self.update_rate)  # (1 − λ)·z_init + λ·z_cur
+        current = self._run(forward, student).detach()
+        return torch.lerp(
+            teacher_logits.to(current.dtype), current, self.update_rate
+        )  # (1 − λ)·z_init + λ·z_cur
+
+    def _run(self, forward, model: nn.Module) -> torch.Tensor:
+        if self.compute_dtype is None:
+            return forward(model)
+        device_type = next(model.parameters()).device.type
+        with torch.autocast(device_type=device_type, dtype=self.compute_dtype):
+            return forward(model)
 
     @torch.no_grad()
     def after_optimizer_step(self, student: nn.Module) -> None:

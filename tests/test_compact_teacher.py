@@ -111,3 +111,38 @@ def test_sdpo_trains_and_resumes_with_a_compact_teacher(tmp_path):
         torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
     resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-1"))
     assert resumed.state.global_step == 2
+
+
+# ------------------------------------------------------------------ teacher_compute_dtype
+
+
+def autocast_logits(model, ids):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return model(input_ids=ids).logits
+
+
+def test_bf16_teacher_compute_is_autocast_of_the_teacher_weights():
+    model, _ = build_tiny_model()
+    ids = torch.randint(3, 200, (2, 9), generator=torch.Generator().manual_seed(2))
+    forward = lambda m: m(input_ids=ids).logits  # noqa: E731
+    exact = Teacher("ema", model, 0.05).logits(forward, model)
+
+    # Stored and computed in bfloat16: the linear layers take the stored tensors as they are.
+    compact = Teacher("ema", model, 0.05, storage_dtype="bfloat16", compute_dtype="bfloat16")
+    got = compact.logits(forward, model)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, autocast_logits(bf16_rounded_copy(model).eval(), ids))
+    assert not torch.equal(got.float(), exact) and torch.allclose(got.float(), exact, atol=0.1)
+    assert all(p.untyped_storage().nbytes() <= 4 for p in compact.model.parameters() if p.dim() >= 2)
+
+    # Float32 copy, bfloat16 compute; and the teachers that run the student.
+    full = Teacher("ema", model, 0.05, compute_dtype="bfloat16")
+    assert torch.equal(full.logits(forward, model), autocast_logits(model.eval(), ids))
+    none = Teacher("none", model, 0.05, compute_dtype="bfloat16")
+    assert torch.equal(none.logits(forward, model), autocast_logits(model, ids))
+    initial = copy.deepcopy(model).eval()
+    region = Teacher("trust_region", model, 0.3, compute_dtype="bfloat16")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.5)  # the policy moves away from the initial model
+    want = torch.lerp(autocast_logits(initial, ids), autocast_logits(model, ids), 0.3)
+    assert torch.equal(region.logits(forward, model), want)

@@ -120,7 +120,7 @@ def test_sampler_copy_keeps_tied_weights_tied_and_the_source_untouched(tiny):
     assert all(not p.requires_grad for p in low.parameters())
 
 
-def test_sdpo_trains_with_bf16_sampling_and_teacher(tmp_path, monkeypatch):
+def test_sdpo_trains_with_every_bf16_option(tmp_path, monkeypatch):
     model, tokenizer = build_tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
     fills = []
@@ -139,6 +139,7 @@ def test_sdpo_trains_with_bf16_sampling_and_teacher(tmp_path, monkeypatch):
         include_environment_feedback=True,
         generation_dtype="bfloat16",
         teacher_storage_dtype="bfloat16",
+        teacher_compute_dtype="bfloat16",
         **FAST,
     )
     trainer = SDPOTrainer(
