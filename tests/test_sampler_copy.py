@@ -13,7 +13,7 @@ from sdpo_agent.generation import sampling_settings
 from sdpo_agent.sampler_copy import SamplerCopy, inverse_cdf_sample
 from sdpo_agent.tiny_model import build_tiny_model
 from tests.test_fast_decoder import chat_prompts
-from tests.test_trainer import FAST, chat_dataset, length_reward
+from tests.test_trainer import FAST, length_trainer
 
 
 def bf16_parameters_copy(model):
@@ -142,13 +142,7 @@ def test_sdpo_trains_with_every_bf16_option(tmp_path, monkeypatch):
         teacher_compute_dtype="bfloat16",
         **FAST,
     )
-    trainer = SDPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = length_trainer(SDPOTrainer, model, tokenizer, args)
     trainer.train()
     assert fills == [True, True]  # one fill per generation batch, from that step's weights
     assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) > 0

@@ -40,6 +40,18 @@ def chat_dataset(n: int = 8) -> Dataset:
     )
 
 
+def length_trainer(cls, model, tokenizer, args, callbacks=None):
+    """``cls`` (SDPOTrainer or GRPOTrainer) on ``chat_dataset()`` with ``length_reward``."""
+    return cls(
+        model=model,
+        reward_funcs=length_reward,
+        args=args,
+        train_dataset=chat_dataset(),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
 class ParityEnv(TextEnv):
     """Reward 1 for an even-length answer; feedback says why not."""
 
@@ -122,13 +134,7 @@ def test_grpo_trains_and_changes_parameters(tmp_path, loss_type):
     model, tokenizer = build_tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
     args = GRPOConfig(output_dir=str(tmp_path), max_steps=2, loss_type=loss_type, learning_rate=1e-2, **FAST)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = length_trainer(GRPOTrainer, model, tokenizer, args)
     trainer.train()
     changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert changed > 0
@@ -146,13 +152,7 @@ def test_ema_teacher_moves_exactly_by_the_update_rule(tmp_path):
         include_environment_feedback=True,
         **FAST,
     )
-    trainer = SDPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = length_trainer(SDPOTrainer, model, tokenizer, args)
     trainer.train()
     student = list(model.parameters())
     teacher = list(trainer.teacher.model.parameters())
@@ -176,13 +176,7 @@ def test_other_teachers_train(tmp_path, teacher):
         include_environment_feedback=True,
         **FAST,
     )
-    trainer = SDPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-    )
+    trainer = length_trainer(SDPOTrainer, model, tokenizer, args)
     trainer.train()
     assert (trainer.teacher.model is None) == (teacher == "none")
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
@@ -223,14 +217,7 @@ def test_callbacks_receive_reference_payloads(tmp_path):
 
     model, tokenizer = build_tiny_model()
     args = SDPOConfig(output_dir=str(tmp_path), max_steps=1, include_environment_feedback=True, **FAST)
-    trainer = SDPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-        callbacks=[Recorder()],
-    )
+    trainer = length_trainer(SDPOTrainer, model, tokenizer, args, callbacks=[Recorder()])
     trainer.train()
     teacher = seen["teacher"]
     assert {
@@ -336,14 +323,7 @@ def resumable_trainer(out, callbacks=None, **config) -> SDPOTrainer:
         **{**FAST, "save_strategy": "steps", "save_steps": 1},
         **config,
     )
-    return SDPOTrainer(
-        model=model,
-        reward_funcs=length_reward,
-        args=args,
-        train_dataset=chat_dataset(),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
+    return length_trainer(SDPOTrainer, model, tokenizer, args, callbacks=callbacks)
 
 
 def test_resume_restores_teacher_and_optimizer(tmp_path):
