@@ -48,8 +48,9 @@ def _random_low_bits(n: int, device: torch.device, generator: torch.Generator | 
     return words.view(torch.int32)[:n].bitwise_and_(0xFFFF)
 
 
-def _stand_in(param: Tensor, device: torch.device | None = None) -> Tensor:
-    return torch.zeros((), dtype=param.dtype, device=device or param.device).expand(param.shape)
+def stand_in(param: Tensor, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
+    """A one-element stride-0 tensor with ``param``'s shape (and its dtype and device unless given)."""
+    return torch.zeros((), dtype=dtype or param.dtype, device=device or param.device).expand(param.shape)
 
 
 def compact_copy_memo(
@@ -62,7 +63,7 @@ def compact_copy_memo(
     initial: dict[nn.Parameter, Tensor] = {}
     for param in model.parameters():
         if param.dim() >= 2 and id(param) not in memo:
-            clone = nn.Parameter(_stand_in(param), requires_grad=False)
+            clone = nn.Parameter(stand_in(param), requires_grad=False)
             memo[id(param)] = clone
             initial[clone] = param.detach().to(storage_dtype)
     return memo, initial
@@ -106,7 +107,7 @@ class CompactWeights:
         return self.compact[param].to(self.compute_dtype[param])
 
     def _release(self, param: nn.Parameter, device: torch.device) -> None:
-        param.data = torch.zeros((), dtype=self.compute_dtype[param], device=device).expand(param.shape)
+        param.data = stand_in(param, self.compute_dtype[param], device)
 
     def _materialise_hook(self, params: list[nn.Parameter], linear: bool):
         def hook(module, args):

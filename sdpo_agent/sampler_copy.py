@@ -28,11 +28,9 @@ import copy
 import torch
 from torch import nn
 
+from .compact_weights import stand_in
+
 SAMPLER_DTYPES = {"bfloat16": torch.bfloat16}
-
-
-def _stand_in(param: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.zeros((), dtype=dtype, device=param.device).expand(param.shape)
 
 
 def inverse_cdf_sample(probs: torch.Tensor) -> torch.Tensor:
@@ -56,7 +54,7 @@ class SamplerCopy:
         self.pairs: list[tuple[nn.Parameter, nn.Parameter]] = []
         for param in source.parameters():
             if id(param) not in memo:  # tied weights stay tied
-                clone = nn.Parameter(_stand_in(param, dtype), requires_grad=False)
+                clone = nn.Parameter(stand_in(param, dtype), requires_grad=False)
                 memo[id(param)] = clone
                 self.pairs.append((param, clone))
         # Buffers (rotary frequencies) are small and stay in their own dtype.
@@ -73,7 +71,7 @@ class SamplerCopy:
 
     def empty(self) -> None:
         for param, clone in self.pairs:
-            clone.data = _stand_in(param, self.dtype)
+            clone.data = stand_in(param, self.dtype)
 
     def nbytes(self) -> int:
         """Bytes the copy's parameters occupy now (a few bytes of stand-ins between batches)."""
