@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-STORAGE_DTYPES = {"bfloat16": torch.bfloat16}
+# The low-precision dtypes the precision options accept, by config name.
+LOW_PRECISION_DTYPES = {"bfloat16": torch.bfloat16}
 _CHUNK = 1 << 22  # elements per step of the EMA update (bounds its temporaries)
 
 
@@ -161,4 +162,4 @@ class CompactWeights:
         return sum(t.numel() * t.element_size() for t in self.compact.values())
 
 
-__all__ = ["STORAGE_DTYPES", "CompactWeights", "compact_copy_memo", "stochastic_round_to_bfloat16"]
+__all__ = ["LOW_PRECISION_DTYPES", "CompactWeights", "compact_copy_memo", "stochastic_round_to_bfloat16"]

@@ -16,9 +16,8 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
 TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
-TEACHER_STORAGE_DTYPES = (None, "bfloat16")
-GENERATION_DTYPES = (None, "bfloat16")
-TEACHER_COMPUTE_DTYPES = (None, "bfloat16")
+# generation_dtype, teacher_compute_dtype, teacher_storage_dtype (compact_weights.LOW_PRECISION_DTYPES).
+LOW_PRECISION_DTYPES = (None, "bfloat16")
 
 
 def _bf16_supported() -> bool:
@@ -173,8 +172,8 @@ class RolloutConfig(TrainingArguments):
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
             (
-                self.generation_dtype in GENERATION_DTYPES,
-                f"generation_dtype must be one of {GENERATION_DTYPES}, got {self.generation_dtype!r}",
+                self.generation_dtype in LOW_PRECISION_DTYPES,
+                f"generation_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.generation_dtype!r}",
             ),
         ]
         if self.num_generations_eval is not None:
@@ -286,12 +285,12 @@ class SDPOConfig(RolloutConfig):
                 f"got distillation_weight={self.distillation_weight}",
             ),
             (
-                self.teacher_storage_dtype in TEACHER_STORAGE_DTYPES,
-                f"teacher_storage_dtype must be one of {TEACHER_STORAGE_DTYPES}, got {self.teacher_storage_dtype!r}",
+                self.teacher_storage_dtype in LOW_PRECISION_DTYPES,
+                f"teacher_storage_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.teacher_storage_dtype!r}",
             ),
             (
-                self.teacher_compute_dtype in TEACHER_COMPUTE_DTYPES,
-                f"teacher_compute_dtype must be one of {TEACHER_COMPUTE_DTYPES}, got {self.teacher_compute_dtype!r}",
+                self.teacher_compute_dtype in LOW_PRECISION_DTYPES,
+                f"teacher_compute_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.teacher_compute_dtype!r}",
             ),
             (self.max_reprompt_len > 0, f"max_reprompt_len must be > 0, got {self.max_reprompt_len}"),
             (

@@ -38,10 +38,11 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from .compact_weights import LOW_PRECISION_DTYPES
 from .decoder import DecoderView, view_for
 from .generation import TransformersGenerator, cut_after_eos, left_pad
 from .packed_forward import LayerRecord, PackedAttention, PackedLayout, distinct_rows
-from .sampler_copy import SAMPLER_DTYPES, SamplerCopy, inverse_cdf_sample
+from .sampler_copy import SamplerCopy, inverse_cdf_sample
 
 # generation_kwargs this backend implements itself; anything else goes to generate().
 FAST_GENERATION_KWARGS = frozenset({"min_new_tokens", "do_sample"})
@@ -115,7 +116,7 @@ class StaticCacheGenerator:
         self.record_budget_bytes = record_budget_bytes
         self._version_getter = version_getter or (lambda: None)
         self.last_record: RolloutRecord | None = None
-        self.sampler_dtype = SAMPLER_DTYPES.get(getattr(args, "generation_dtype", None) or "")
+        self.sampler_dtype = LOW_PRECISION_DTYPES.get(getattr(args, "generation_dtype", None) or "")
         self._sampler_copy: SamplerCopy | None = None
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:

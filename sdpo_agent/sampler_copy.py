@@ -30,8 +30,6 @@ from torch import nn
 
 from .compact_weights import stand_in
 
-SAMPLER_DTYPES = {"bfloat16": torch.bfloat16}
-
 
 def inverse_cdf_sample(probs: torch.Tensor) -> torch.Tensor:
     """One index per row of ``probs`` [B, V] (non-negative, not necessarily normalised), drawn
@@ -78,4 +76,4 @@ class SamplerCopy:
         return sum(clone.untyped_storage().nbytes() for _, clone in self.pairs)
 
 
-__all__ = ["SAMPLER_DTYPES", "SamplerCopy", "inverse_cdf_sample"]
+__all__ = ["SamplerCopy", "inverse_cdf_sample"]

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compact_weights import STORAGE_DTYPES, CompactWeights, compact_copy_memo
+from .compact_weights import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 
@@ -53,17 +53,17 @@ class Teacher:
     ) -> None:
         if mode not in ("ema", "none", "trust_region"):
             raise ValueError(f"teacher_regularization must be ema, none or trust_region, got {mode!r}")
-        if storage_dtype is not None and storage_dtype not in STORAGE_DTYPES:
-            raise ValueError(
-                f"teacher_storage_dtype must be None or one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}"
-            )
-        if compute_dtype is not None and compute_dtype not in STORAGE_DTYPES:
-            raise ValueError(
-                f"teacher_compute_dtype must be None or one of {sorted(STORAGE_DTYPES)}, got {compute_dtype!r}"
-            )
+        for name, value in (
+            ("teacher_storage_dtype", storage_dtype),
+            ("teacher_compute_dtype", compute_dtype),
+        ):
+            if value is not None and value not in LOW_PRECISION_DTYPES:
+                raise ValueError(
+                    f"{name} must be None or one of {sorted(LOW_PRECISION_DTYPES)}, got {value!r}"
+                )
         self.mode = mode
         self.update_rate = float(update_rate)
-        self.compute_dtype = STORAGE_DTYPES.get(compute_dtype or "")
+        self.compute_dtype = LOW_PRECISION_DTYPES.get(compute_dtype or "")
         self.model: nn.Module | None = None
         self.compact: CompactWeights | None = None
         if mode == "none":
@@ -71,7 +71,7 @@ class Teacher:
         if storage_dtype is None:
             self.model = _frozen_copy(student)
             return
-        dtype = STORAGE_DTYPES[storage_dtype]
+        dtype = LOW_PRECISION_DTYPES[storage_dtype]
         memo, initial = compact_copy_memo(student, dtype)
         self.model = _frozen_copy(student, memo)
         self.compact = CompactWeights(self.model, dtype, seed=seed, initial=initial)
