@@ -18,6 +18,8 @@ rounding keeps each stored value an unbiased estimate of the float32 EMA.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import Tensor, nn
 
@@ -36,17 +38,21 @@ def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = 
 
 
 def _stochastic_round_(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """``stochastic_round_to_bfloat16`` that overwrites ``x`` (a contiguous float32 temporary)."""
+    """``stochastic_round_to_bfloat16`` that overwrites ``x`` (a contiguous float32 temporary).
+
+    With r uniform on [−2^15, 2^15), adding r + 2^15 adds a uniform u on [0, 2^16)."""
     bits = x.view(torch.int32)
-    bits.add_(_random_low_bits(bits.numel(), x.device, generator)).bitwise_and_(-65536)
+    bits.add_(_random_int16(bits.numel(), x.device, generator)).add_(1 << 15).bitwise_and_(-65536)
     return bits.view(torch.float32).to(torch.bfloat16)
 
 
-def _random_low_bits(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """``n`` int32 values uniform on [0, 2^16): the low 16 bits of both halves of random int64
-    words (each half its own 32-bit draw), half the generator calls of ``torch.randint``."""
-    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(generator=generator)
-    return words.view(torch.int32)[:n].bitwise_and_(0xFFFF)
+def _random_int16(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """``n`` int16 values uniform over all 2^16 bit patterns: the three low 16-bit quarters of
+    random int64 words (``random_`` leaves the sign bit clear, so the top quarter is not
+    uniform), a third of the generator calls of one draw per value."""
+    words = torch.empty((n + 2) // 3, dtype=torch.int64, device=device).random_(generator=generator)
+    low = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
+    return words.view(torch.int16).view(-1, 4)[:, low].reshape(-1)[:n]
 
 
 def stand_in(param: Tensor, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:

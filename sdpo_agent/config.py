@@ -103,6 +103,15 @@ class RolloutConfig(TrainingArguments):
         },
     )
 
+    pack_decode_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "CPU with oneDNN: the fast decoder samples through packed copies of the large weight "
+            "matrices, refilled per generation batch and freed after (1.5-2.6x faster decode products; the "
+            "same arithmetic up to the order of additions). False: multiply by the training weights"
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.bf16 is None:
             self.bf16 = _bf16_supported()

@@ -1,4 +1,4 @@
-"""Engine-style sampling: a low-precision copy of the policy, and one uniform draw per token.
+"""The sampler's own copy of the policy (low precision, packed weights), and one uniform draw per token.
 
 On a CPU with bfloat16 matrix units (AMX) or a GPU, a decode step in bfloat16 runs several
 times faster than in float32 (at RL batch sizes it is a chain of small matrix products).
@@ -13,6 +13,11 @@ generation batch, a small fraction of the sampling it speeds up.
 The sampled tokens are then drawn from the bfloat16 rounding of the policy, not from the
 float32 policy the loss differentiates; the trainer treats them as on-policy, as TRL does
 with vLLM unless its importance-sampling correction is switched on.
+
+On a CPU the copy's large linear layers can also be oneDNN-packed (``packed_linear``), in
+bfloat16 or in the policy's own float32: same arithmetic up to the order of additions, the
+decode products 1.5-2.6x faster. A float32 packed copy shares every other parameter with the
+policy and holds only the packed matrices, and only while it samples.
 
 ``inverse_cdf_sample`` draws a token per row from one uniform number and a cumulative sum.
 ``torch.multinomial`` (what ``generate`` uses) draws one exponential variate per vocabulary
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from .compact_weights import stand_in
+from .packed_linear import PackedLinear, packable
 
 
 def inverse_cdf_sample(probs: torch.Tensor) -> torch.Tensor:
@@ -43,11 +49,19 @@ def inverse_cdf_sample(probs: torch.Tensor) -> torch.Tensor:
 
 
 class SamplerCopy:
-    """``source`` copied in ``dtype``; ``fill()`` before sampling, ``empty()`` after."""
+    """``source`` copied in ``dtype``; ``fill()`` before sampling, ``empty()`` after.
 
-    def __init__(self, source: nn.Module, dtype: torch.dtype) -> None:
+    ``pack=True`` (a CPU with oneDNN): the large linear layers of the copy are ``PackedLinear``
+    (``packed_linear``), refilled from the source's weights by ``fill()``. With ``dtype`` equal
+    to the source's, the other parameters are the source's own tensors (no copy).
+    """
+
+    def __init__(
+        self, source: nn.Module, dtype: torch.dtype, pack: bool = False, min_packed: int | None = None
+    ) -> None:
         self.source = source
         self.dtype = dtype
+        packed_sources = _packed_layers(source, dtype, min_packed) if pack else {}
         memo: dict[int, nn.Parameter] = {}
         self.pairs: list[tuple[nn.Parameter, nn.Parameter]] = []
         for param in source.parameters():
@@ -59,21 +73,53 @@ class SamplerCopy:
         self.model = copy.deepcopy(source, memo)
         self.model.requires_grad_(False)
         self.model.eval()
+        self.packed: list[tuple[nn.Linear, PackedLinear]] = []
+        copies = dict(self.model.named_modules())
+        for name, linear in packed_sources.items():
+            parent_name, _, attr = name.rpartition(".")
+            packed = PackedLinear(linear, dtype)
+            setattr(copies[parent_name], attr, packed)
+            self.packed.append((linear, packed))
+        # A weight read only through packed layers needs no plain copy (a tied one still does).
+        still_read = {id(p) for p in self.model.parameters()}
+        self.pairs = [(param, clone) for param, clone in self.pairs if id(clone) in still_read]
 
     @torch.no_grad()
     def fill(self) -> nn.Module:
         """The copy holding ``dtype`` roundings (to nearest) of the source's current weights."""
         for param, clone in self.pairs:
             clone.data = param.detach().to(self.dtype)
+        for linear, packed in self.packed:
+            packed.pack(linear.weight, linear.bias)
         return self.model
 
     def empty(self) -> None:
         for param, clone in self.pairs:
             clone.data = stand_in(param, self.dtype)
+        for _, packed in self.packed:
+            packed.clear()
 
     def nbytes(self) -> int:
-        """Bytes the copy's parameters occupy now (a few bytes of stand-ins between batches)."""
-        return sum(clone.untyped_storage().nbytes() for _, clone in self.pairs)
+        """Bytes the copy's weights occupy now (a few bytes of stand-ins between batches); a
+        parameter shared with the source (same dtype) is not counted."""
+        own = sum(
+            clone.untyped_storage().nbytes()
+            for param, clone in self.pairs
+            if clone.untyped_storage().data_ptr() != param.untyped_storage().data_ptr()
+        )
+        return own + sum(_packed_nbytes(packed) for _, packed in self.packed)
+
+
+def _packed_layers(model: nn.Module, dtype: torch.dtype, min_elements: int | None) -> dict[str, nn.Linear]:
+    return {name: module for name, module in model.named_modules() if packable(module, dtype, min_elements)}
+
+
+def _packed_nbytes(layer: PackedLinear) -> int:
+    # An opaque oneDNN tensor has no storage to ask; its blocked layout holds the same
+    # number of elements as the matrix, up to padding.
+    if layer.packed is None:
+        return 0
+    return layer.weight.numel() * layer.weight.element_size()
 
 
 __all__ = ["SamplerCopy", "inverse_cdf_sample"]
