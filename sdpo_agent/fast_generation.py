@@ -41,8 +41,8 @@ from transformers import (
 from .compact_weights import LOW_PRECISION_DTYPES
 from .decoder import DecoderView, view_for
 from .generation import TransformersGenerator, cut_after_eos, left_pad
-from .packed_linear import packable, packing_available
 from .packed_forward import LayerRecord, PackedAttention, PackedLayout, distinct_rows
+from .packed_linear import packable, packing_available
 from .sampler_copy import SamplerCopy, inverse_cdf_sample
 
 # generation_kwargs this backend implements itself; anything else goes to generate().
@@ -165,7 +165,12 @@ class StaticCacheGenerator:
         if not pack and dtype == own_dtype:
             return None
         cached = self._sampler_copy
-        if cached is None or cached.source is not model or cached.dtype != dtype or bool(cached.packed) != pack:
+        if (
+            cached is None
+            or cached.source is not model
+            or cached.dtype != dtype
+            or bool(cached.packed) != pack
+        ):
             self._sampler_copy = SamplerCopy(model, dtype, pack=pack)
         return self._sampler_copy
 
