@@ -18,14 +18,14 @@ rounding keeps each stored value an unbiased estimate of the float32 EMA.
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import Tensor, nn
 
 # The low-precision dtypes the precision options accept, by config name.
 LOW_PRECISION_DTYPES = {"bfloat16": torch.bfloat16}
-_CHUNK = 1 << 22  # elements per step of the EMA update (bounds its temporaries)
+# Elements per step of the EMA update: its temporaries (1 MiB each) stay in the L2 cache across
+# the eight passes; 4M-element chunks streamed each pass through memory, 1.5x slower on CPU.
+_CHUNK = 1 << 18
 
 
 def stochastic_round_to_bfloat16(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -47,12 +47,11 @@ def _stochastic_round_(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _random_int16(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """``n`` int16 values uniform over all 2^16 bit patterns: the three low 16-bit quarters of
-    random int64 words (``random_`` leaves the sign bit clear, so the top quarter is not
-    uniform), a third of the generator calls of one draw per value."""
-    words = torch.empty((n + 2) // 3, dtype=torch.int64, device=device).random_(generator=generator)
-    low = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
-    return words.view(torch.int16).view(-1, 4)[:, low].reshape(-1)[:n]
+    """``n`` int16 values uniform over all 2^16 bit patterns: the four 16-bit quarters of int64
+    words drawn over the full 64-bit range, a quarter of the generator calls of one per value."""
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(2**63), None, generator=generator)
+    return words.view(torch.int16)[:n]
 
 
 def stand_in(param: Tensor, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
