@@ -39,7 +39,7 @@ def packing_available(dtype: torch.dtype, device: torch.device | str) -> bool:
 def packable(module: nn.Module, dtype: torch.dtype, min_elements: int | None = None) -> bool:
     """A plain ``nn.Linear`` (not a subclass such as a LoRA layer) large enough to gain in ``dtype``."""
     if min_elements is None:
-        min_elements = MIN_PACKED_ELEMENTS.get(dtype, 1 << 18)
+        min_elements = MIN_PACKED_ELEMENTS.get(dtype, MIN_PACKED_ELEMENTS[torch.float32])
     return type(module) is nn.Linear and module.weight.numel() >= min_elements
 
 

@@ -56,12 +56,10 @@ class SamplerCopy:
     to the source's, the other parameters are the source's own tensors (no copy).
     """
 
-    def __init__(
-        self, source: nn.Module, dtype: torch.dtype, pack: bool = False, min_packed: int | None = None
-    ) -> None:
+    def __init__(self, source: nn.Module, dtype: torch.dtype, pack: bool = False) -> None:
         self.source = source
         self.dtype = dtype
-        packed_sources = _packed_layers(source, dtype, min_packed) if pack else {}
+        packed_sources = _packed_layers(source, dtype) if pack else {}
         memo: dict[int, nn.Parameter] = {}
         self.pairs: list[tuple[nn.Parameter, nn.Parameter]] = []
         for param in source.parameters():
@@ -110,8 +108,8 @@ class SamplerCopy:
         return own + sum(_packed_nbytes(packed) for _, packed in self.packed)
 
 
-def _packed_layers(model: nn.Module, dtype: torch.dtype, min_elements: int | None) -> dict[str, nn.Linear]:
-    return {name: module for name, module in model.named_modules() if packable(module, dtype, min_elements)}
+def _packed_layers(model: nn.Module, dtype: torch.dtype) -> dict[str, nn.Linear]:
+    return {name: module for name, module in model.named_modules() if packable(module, dtype)}
 
 
 def _packed_nbytes(layer: PackedLinear) -> int:
