@@ -179,7 +179,7 @@ def chat_prompts(tokenizer, group: int = 4) -> list[list[int]]:
 )
 def test_static_cache_sampler_draws_the_tokens_generate_draws(tiny, settings):
     model, tokenizer = tiny
-    args = sampling_args(**settings)
+    args = sampling_args(**settings, match_generate_sampling=True)
     eos = [tokenizer.eos_token_id]
     prompts = chat_prompts(tokenizer)
     torch.manual_seed(0)
@@ -188,6 +188,30 @@ def test_static_cache_sampler_draws_the_tokens_generate_draws(tiny, settings):
     theirs = TransformersGenerator(lambda: model, tokenizer, args, eos).generate(prompts, 20)
     assert ours == theirs
     assert len({tuple(o) for o in ours}) > 3
+
+
+def test_the_default_draw_is_another_stream_of_the_same_sampler(tiny):
+    """Without match_generate_sampling the tokens come from torch.rand's race, not generate()'s
+    multinomial stream; the first token's distribution is the policy's either way."""
+    model, tokenizer = tiny
+    eos = [tokenizer.eos_token_id]
+    prompt = chat_prompts(tokenizer, 1)[:1]
+    torch.manual_seed(0)
+    ours = StaticCacheGenerator(lambda: model, tokenizer, sampling_args(), eos).generate(prompt * 12, 20)
+    torch.manual_seed(0)
+    theirs = TransformersGenerator(lambda: model, tokenizer, sampling_args(), eos).generate(prompt * 12, 20)
+    assert ours != theirs
+    n = 4000
+    torch.manual_seed(1)
+    first = StaticCacheGenerator(lambda: model, tokenizer, sampling_args(), eos).generate(prompt * n, 1)
+    counts = torch.bincount(
+        torch.tensor([row[0] for row in first]), minlength=model.config.vocab_size
+    ).double()
+    with torch.no_grad():
+        probs = model(input_ids=torch.tensor(prompt)).logits[0, -1].double().softmax(-1)
+    expected = probs * n
+    sigma = (expected * (1 - probs)).sqrt()
+    assert ((counts - expected).abs() <= 5 * sigma + 3).all()
 
 
 def test_unsupported_generation_settings_go_to_generate(tiny):
@@ -357,6 +381,7 @@ def test_training_on_the_fast_path_matches_the_library_path(tmp_path, algorithm)
             disable_tqdm=True,
             seed=3,
             use_fast_decoder=fast,
+            match_generate_sampling=True,  # generate()'s random stream, so both paths draw the same tokens
             **(extra if algorithm == "sdpo" else {}),
         )
         trainer = trainer_cls(

@@ -10,7 +10,7 @@ import torch
 from sdpo_agent import SDPOConfig, SDPOTrainer
 from sdpo_agent.fast_generation import StaticCacheGenerator
 from sdpo_agent.generation import sampling_settings
-from sdpo_agent.sampler_copy import SamplerCopy, inverse_cdf_sample
+from sdpo_agent.sampler_copy import SamplerCopy, exponential_race_sample, inverse_cdf_sample
 from sdpo_agent.tiny_model import build_tiny_model
 from tests.test_fast_decoder import chat_prompts
 from tests.test_trainer import FAST, length_trainer
@@ -74,11 +74,12 @@ def test_bf16_sampler_draws_what_the_rounded_current_policy_draws(tiny):
     assert generator._sampler_copy.nbytes() < 4096  # emptied between batches
 
 
-def test_inverse_cdf_draws_follow_the_probabilities_and_skip_zeros():
+@pytest.mark.parametrize("draw", [inverse_cdf_sample, exponential_race_sample])
+def test_draws_follow_the_probabilities_and_skip_zeros(draw):
     torch.manual_seed(0)
     weights = torch.tensor([0.0, 3.0, 0.0, 1.0, 0.5, 0.0, 5.5])  # unnormalised, zeros inside and at the end
     n = 200_000
-    draws = inverse_cdf_sample(weights.expand(n, -1))
+    draws = draw(weights.expand(n, -1))
     counts = torch.bincount(draws, minlength=len(weights)).double()
     expected = weights.double() / weights.sum() * n
     assert counts[weights == 0].sum() == 0
@@ -86,7 +87,13 @@ def test_inverse_cdf_draws_follow_the_probabilities_and_skip_zeros():
     assert ((counts - expected).abs() <= 5 * sigma + 1e-9).all(), (counts, expected)
     one_hot = torch.zeros(3, 9)
     one_hot[torch.arange(3), torch.tensor([0, 8, 4])] = 1.0
-    assert inverse_cdf_sample(one_hot).tolist() == [0, 8, 4]
+    assert draw(one_hot).tolist() == [0, 8, 4]
+
+
+def test_the_exponential_race_refuses_nan_probabilities():
+    probs = torch.tensor([[0.5, 0.5, 0.0], [float("nan"), 0.2, 0.3]])
+    with pytest.raises(ValueError, match="nan"):
+        exponential_race_sample(probs)
 
 
 def test_bf16_sampler_keeps_no_layer_record(tiny):

@@ -1,0 +1,141 @@
+"""The decode step with its projections fused: one matrix product for q|k|v, one for gate|up.
+
+At RL batch sizes a decode step of a small model is dispatch-bound: for the ``tiny`` model
+eight rows × 64 features, every operator costs microseconds of overhead and next to nothing
+of arithmetic. ``DecoderView.layer`` calls the model's own modules (so LoRA adapters come
+along); this layer calls ``F.linear`` on concatenated weights instead, and rotates q and k
+in one go, ``rotate_half(x)·sin`` written as ``roll(x, hd/2)·sin±`` with the sign folded
+into the table. Per layer that is 4 matrix products instead of 7, one rotation instead of
+two, and no module calls: the tiny model's decode forward went from 0.47 to 0.36 ms a step.
+
+Each output column of a product is the same dot product whether its matrix is concatenated
+or not, and ``(−a)·s = a·(−s)`` exactly. Transcendental operators (the activation, the head
+norms) get contiguous inputs, as in the view: on a strided slice whose rows are not a whole
+number of vectors, a CPU kernel finishes each row on a scalar path that rounds differently.
+So the results are bitwise the view's (checked once per model on layer 0; where a BLAS
+disagrees, the view's layer is used), the layer record taken while sampling stays the
+training forward's, and the tokens stay ``generate()``'s.
+
+Built per generation batch from the current weights (a concatenation of the attention and
+MLP input matrices, the size of the layers' weights, freed with the batch), only for views
+whose projections are plain ``nn.Linear`` (not LoRA layers, not ``PackedLinear``) and whose
+MLP is ``down(act(gate(x)) · up(x))``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .decoder import Attend, DecoderView, rms_norm
+
+logger = logging.getLogger(__name__)
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj")
+# model -> whether its fused layers reproduced the view's bitwise (checked once).
+_AGREES: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def signed_sin(sin: Tensor) -> Tensor:
+    """sin [.., hd] with its first half negated: ``rotate_half(x)·sin == roll(x, hd/2)·signed_sin``."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def _linear_parts(modules: list[nn.Module]) -> tuple[Tensor, Tensor | None] | None:
+    """The concatenated weight (and bias) of plain linear layers, or None."""
+    if not all(type(m) is nn.Linear for m in modules):
+        return None
+    if len({m.weight.dtype for m in modules}) != 1:
+        return None
+    biases = [m.bias for m in modules]
+    if any(b is None for b in biases) and not all(b is None for b in biases):
+        return None
+    weight = (
+        torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
+    )
+    bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
+    return weight, bias
+
+
+def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
+    """``apply_rope(x, cos, sin)`` for x [N, heads, hd], bitwise."""
+    return x * cos.unsqueeze(1) + x.roll(x.shape[-1] // 2, -1) * sin_signed.unsqueeze(1)
+
+
+class FusedDecodeLayers:
+    """Per layer: q|k|v, o, gate|up and down as (weight, bias); see the module docstring."""
+
+    def __init__(self, view: DecoderView, parts: list[dict[str, tuple[Tensor, Tensor | None]]]) -> None:
+        self.view = view
+        self.parts = parts
+        self.intermediate = [p["down"][0].shape[1] for p in parts]
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, view: DecoderView) -> FusedDecodeLayers | None:
+        """The fused layers of ``view``'s current weights; None when a layer is not plain."""
+        parts = []
+        for layer in view.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            if not all(hasattr(attn, n) for n in _PROJECTIONS) or not all(hasattr(mlp, n) for n in _MLP):
+                return None
+            if not callable(getattr(mlp, "act_fn", None)):
+                return None
+            qkv = _linear_parts([attn.q_proj, attn.k_proj, attn.v_proj])
+            gate_up = _linear_parts([mlp.gate_proj, mlp.up_proj])
+            o, down = _linear_parts([attn.o_proj]), _linear_parts([mlp.down_proj])
+            if qkv is None or gate_up is None or o is None or down is None:
+                return None
+            parts.append({"qkv": qkv, "o": o, "gate_up": gate_up, "down": down})
+        fused = cls(view, parts)
+        if view.model not in _AGREES:
+            _AGREES[view.model] = fused.agrees_with_view()
+            if not _AGREES[view.model]:
+                logger.info("fused decode layers off: not bitwise equal to the model's layers here")
+        return fused if _AGREES[view.model] else None
+
+    def agrees_with_view(self) -> bool:
+        """Whether layer 0 gives bitwise the view's result on a random 8-row step."""
+        view = self.view
+        weight = view.lm_head.weight
+        generator = torch.Generator().manual_seed(0)
+        h = torch.randn(8, view.hidden_size, generator=generator).to(weight.device, weight.dtype)
+        angle = torch.rand(8, view.head_dim, generator=generator).to(weight.device, weight.dtype)
+        cos, sin = angle.cos(), angle.sin()
+
+        def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:  # any function of q, k, v
+            return (
+                q + k.repeat_interleave(view.kv_groups, 1) * v.repeat_interleave(view.kv_groups, 1)
+            ).flatten(1)
+
+        return torch.equal(self.layer(0, h, cos, signed_sin(sin), attend), view.layer(0, h, cos, sin, attend))
+
+    def layer(self, index: int, h: Tensor, cos: Tensor, sin_signed: Tensor, attend: Attend) -> Tensor:
+        """``view.layer(index, h, cos, sin, attend)`` with ``sin_signed = signed_sin(sin)``."""
+        view, part = self.view, self.parts[index]
+        layer = view.layers[index]
+        n, heads, kv = h.shape[0], view.num_heads, view.num_kv_heads
+        qkv = F.linear(rms_norm(layer.input_layernorm, h), *part["qkv"])
+        qkv = qkv.view(n, heads + 2 * kv, view.head_dim)
+        v = qkv[:, heads + kv :]
+        if view.has_qk_norm:  # per-head norms first, each with its own weight
+            attn = layer.self_attn
+            q = _rope(rms_norm(attn.q_norm, qkv[:, :heads].contiguous()), cos, sin_signed)
+            k = _rope(rms_norm(attn.k_norm, qkv[:, heads : heads + kv].contiguous()), cos, sin_signed)
+        else:
+            qk = _rope(qkv[:, : heads + kv], cos, sin_signed)
+            q, k = qk[:, :heads], qk[:, heads:]
+        h = h + F.linear(attend(index, q, k, v), *part["o"])
+        gate, up = F.linear(rms_norm(layer.post_attention_layernorm, h), *part["gate_up"]).split(
+            self.intermediate[index], dim=-1
+        )
+        return h + F.linear(layer.mlp.act_fn(gate.contiguous()) * up, *part["down"])
+
+
+__all__ = ["FusedDecodeLayers", "signed_sin"]
