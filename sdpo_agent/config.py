@@ -117,7 +117,7 @@ class RolloutConfig(TrainingArguments):
         metadata={
             "help": "True: the fast decoder draws with torch.multinomial as generate() does, so a seed gives "
             "generate()'s tokens (its exponential variates cost about 18 ns per vocabulary entry on a CPU). "
-            "False: the same race of exponential clocks from torch.rand, the same distribution, other tokens"
+            "False: one uniform number per row through the cumulative sum, the same distribution, other tokens"
         },
     )
 

@@ -191,8 +191,9 @@ def test_static_cache_sampler_draws_the_tokens_generate_draws(tiny, settings):
 
 
 def test_the_default_draw_is_another_stream_of_the_same_sampler(tiny):
-    """Without match_generate_sampling the tokens come from torch.rand's race, not generate()'s
-    multinomial stream; the first token's distribution is the policy's either way."""
+    """Without match_generate_sampling the tokens come from one uniform per row through the
+    cumulative sum, not generate()'s multinomial stream; the first token's distribution is the
+    policy's either way."""
     model, tokenizer = tiny
     eos = [tokenizer.eos_token_id]
     prompt = chat_prompts(tokenizer, 1)[:1]

@@ -10,7 +10,7 @@ import torch
 from sdpo_agent import SDPOConfig, SDPOTrainer
 from sdpo_agent.fast_generation import StaticCacheGenerator
 from sdpo_agent.generation import sampling_settings
-from sdpo_agent.sampler_copy import SamplerCopy, exponential_race_sample, inverse_cdf_sample
+from sdpo_agent.sampler_copy import SamplerCopy, inverse_cdf_sample
 from sdpo_agent.tiny_model import build_tiny_model
 from tests.test_fast_decoder import chat_prompts
 from tests.test_trainer import FAST, length_trainer
@@ -74,12 +74,11 @@ def test_bf16_sampler_draws_what_the_rounded_current_policy_draws(tiny):
     assert generator._sampler_copy.nbytes() < 4096  # emptied between batches
 
 
-@pytest.mark.parametrize("draw", [inverse_cdf_sample, exponential_race_sample])
-def test_draws_follow_the_probabilities_and_skip_zeros(draw):
+def test_inverse_cdf_draws_follow_the_probabilities_and_skip_zeros():
     torch.manual_seed(0)
     weights = torch.tensor([0.0, 3.0, 0.0, 1.0, 0.5, 0.0, 5.5])  # unnormalised, zeros inside and at the end
     n = 200_000
-    draws = draw(weights.expand(n, -1))
+    draws = inverse_cdf_sample(weights.expand(n, -1))
     counts = torch.bincount(draws, minlength=len(weights)).double()
     expected = weights.double() / weights.sum() * n
     assert counts[weights == 0].sum() == 0
@@ -87,13 +86,21 @@ def test_draws_follow_the_probabilities_and_skip_zeros(draw):
     assert ((counts - expected).abs() <= 5 * sigma + 1e-9).all(), (counts, expected)
     one_hot = torch.zeros(3, 9)
     one_hot[torch.arange(3), torch.tensor([0, 8, 4])] = 1.0
-    assert draw(one_hot).tolist() == [0, 8, 4]
+    assert inverse_cdf_sample(one_hot).tolist() == [0, 8, 4]
 
 
-def test_the_exponential_race_refuses_nan_probabilities():
+def test_inverse_cdf_refuses_nan_and_places_rare_tokens_exactly(monkeypatch):
     probs = torch.tensor([[0.5, 0.5, 0.0], [float("nan"), 0.2, 0.3]])
     with pytest.raises(ValueError, match="nan"):
-        exponential_race_sample(probs)
+        inverse_cdf_sample(probs)
+    # 10 000 tokens of probability 1e-8, a sixth of the float32 spacing near 1, after one of
+    # 1 - 1e-4: u lands in the middle of tail token 5001's interval.
+    probs = torch.full((1, 10_001), 1e-8)
+    probs[0, 0] = 1 - 1e-4
+    head, rare = probs[0, :2].double().tolist()  # the float32 values, exactly
+    u = (head + 5000.5 * rare) / probs.double().sum().item()
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.full(shape, u, **kw))
+    assert inverse_cdf_sample(probs).item() == 5001
 
 
 def test_bf16_sampler_keeps_no_layer_record(tiny):
