@@ -235,7 +235,13 @@ class RolloutTrainer(PolicyForward, Trainer):
         else:
             prompts = [row["prompt"] for row in rows]
             tools = [None] * len(rows)
-        prompt_ids = [self._tokenize_prompt(p, t) for p, t in zip(prompts, tools)]
+        prompt_ids: list[list[int]] = []
+        for i, (prompt, tool_list) in enumerate(zip(prompts, tools)):
+            # A group's rows repeat one prompt; its chat template renders once (a few ms each).
+            if i and prompt == prompts[i - 1] and tool_list == tools[i - 1]:
+                prompt_ids.append(list(prompt_ids[-1]))
+            else:
+                prompt_ids.append(self._tokenize_prompt(prompt, tool_list))
         return prompts, self.agent.run(prompt_ids, contexts)
 
     def reward(self, rows, prompts, completions_text, rollouts, mode):

@@ -409,3 +409,18 @@ def test_sdpo_on_multi_turn_tool_use_env(tmp_path):
     log = trainer.state.log_history[0]
     assert log["success_rate"] == 0.5 and log["num_turns"] > 1.0
     assert log["self_distillation/success_sample_fraction"] == 1.0  # every failure has a successful sibling
+
+
+def test_a_groups_repeated_prompt_is_rendered_once(tmp_path, monkeypatch):
+    model, tokenizer = build_tiny_model()
+    trainer = length_trainer(GRPOTrainer, model, tokenizer, GRPOConfig(output_dir=str(tmp_path), **FAST))
+    rendered, sent = [], []
+    render = trainer._tokenize_prompt
+    monkeypatch.setattr(trainer, "_tokenize_prompt", lambda p, t: rendered.append(p) or render(p, t))
+    monkeypatch.setattr(trainer.agent, "run", lambda ids, contexts: sent.append(ids) or [])
+    data = chat_dataset()
+    rows = [data[i] for i in (0, 0, 0, 1, 1, 0)]
+    trainer.rollout(rows)
+    assert rendered == [rows[0]["prompt"], rows[3]["prompt"], rows[5]["prompt"]]
+    assert sent[0] == [render(row["prompt"], None) for row in rows]
+    assert sent[0][0] is not sent[0][1]  # every row owns its list
