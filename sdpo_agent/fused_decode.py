@@ -14,7 +14,7 @@ norms) get contiguous inputs, as in the view: on a strided slice whose rows are 
 number of vectors, a CPU kernel finishes each row on a scalar path that rounds differently.
 So the results are bitwise the view's (checked once per model on layer 0; where a BLAS
 disagrees, the view's layer is used), the layer record taken while sampling stays the
-training forward's, and the tokens stay ``generate()``'s.
+training forward's, and with ``match_generate_sampling`` the tokens stay ``generate()``'s.
 
 Built per generation batch from the current weights (a concatenation of the attention and
 MLP input matrices, the size of the layers' weights, freed with the batch), only for views
