@@ -226,7 +226,10 @@ class StaticCacheGenerator:
 
         fused = FusedDecodeLayers.of(view) if max_new_tokens > 1 else None
         decode_layer = fused.layer if fused is not None else view.layer
-        decode_sin_table = signed_sin(sin_table) if fused is not None else sin_table
+        if fused is not None:  # rows for fused.layer: [.., 1, hd], sin with its sign folded in
+            cos_table, decode_sin_table = cos_table.unsqueeze(1), signed_sin(sin_table).unsqueeze(1)
+        else:
+            decode_sin_table = sin_table
 
         tokens = torch.full((b, p + max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         tokens[:, :p] = ids

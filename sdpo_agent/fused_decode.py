@@ -6,7 +6,9 @@ of arithmetic. ``DecoderView.layer`` calls the model's own modules (so LoRA adap
 along); this layer calls ``F.linear`` on concatenated weights instead, and rotates q and k
 in one go, ``rotate_half(x)·sin`` written as ``roll(x, hd/2)·sin±`` with the sign folded
 into the table. Per layer that is 4 matrix products instead of 7, one rotation instead of
-two, and no module calls: the tiny model's decode forward went from 0.47 to 0.36 ms a step.
+two, and no module calls (the norms and SiLU called as functions): the tiny model's decode
+forward went from 0.47 to 0.36 ms a step, then a 128-token batch from 0.064 to 0.058 s with
+the direct calls.
 
 Each output column of a product is the same dot product whether its matrix is concatenated
 or not, and ``(−a)·s = a·(−s)`` exactly. Transcendental operators (the activation, the head
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +67,22 @@ def _linear_parts(modules: list[nn.Module]) -> tuple[Tensor, Tensor | None] | No
 
 
 def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
-    """``apply_rope(x, cos, sin)`` for x [N, heads, hd], bitwise."""
-    return x * cos.unsqueeze(1) + x.roll(x.shape[-1] // 2, -1) * sin_signed.unsqueeze(1)
+    """``apply_rope(x, cos[:, 0], sin[:, 0])`` for x [N, heads, hd] and cos, sin± [N, 1, hd], bitwise."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
+
+
+def _norm(norm: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``rms_norm(norm, ·)`` for inputs in the norm's dtype, without the per-call dispatch."""
+    if norm.weight.dtype is not torch.float32:
+        return norm
+    weight, shape, eps = norm.weight, tuple(norm.weight.shape), norm.variance_epsilon
+    return lambda x: torch.rms_norm(x, shape, weight, eps)
+
+
+def _activation(act_fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """transformers' SiLU module is ``F.silu``; calling it directly skips a module call."""
+    is_silu = isinstance(act_fn, nn.SiLU) or type(act_fn).__name__ == "SiLUActivation"
+    return F.silu if is_silu else act_fn
 
 
 class FusedDecodeLayers:
@@ -75,6 +92,10 @@ class FusedDecodeLayers:
         self.view = view
         self.parts = parts
         self.intermediate = [p["down"][0].shape[1] for p in parts]
+        self.norms = [
+            (_norm(layer.input_layernorm), _norm(layer.post_attention_layernorm)) for layer in view.layers
+        ]
+        self.activations = [_activation(layer.mlp.act_fn) for layer in view.layers]
 
     @classmethod
     @torch.no_grad()
@@ -108,20 +129,23 @@ class FusedDecodeLayers:
         h = torch.randn(8, view.hidden_size, generator=generator).to(weight.device, weight.dtype)
         angle = torch.rand(8, view.head_dim, generator=generator).to(weight.device, weight.dtype)
         cos, sin = angle.cos(), angle.sin()
+        rotary = cos.unsqueeze(1), signed_sin(sin).unsqueeze(1)
 
         def attend(index: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:  # any function of q, k, v
             return (
                 q + k.repeat_interleave(view.kv_groups, 1) * v.repeat_interleave(view.kv_groups, 1)
             ).flatten(1)
 
-        return torch.equal(self.layer(0, h, cos, signed_sin(sin), attend), view.layer(0, h, cos, sin, attend))
+        return torch.equal(self.layer(0, h, *rotary, attend), view.layer(0, h, cos, sin, attend))
 
     def layer(self, index: int, h: Tensor, cos: Tensor, sin_signed: Tensor, attend: Attend) -> Tensor:
-        """``view.layer(index, h, cos, sin, attend)`` with ``sin_signed = signed_sin(sin)``."""
+        """``view.layer(index, h, c, s, attend)`` with ``cos = c.unsqueeze(1)`` and
+        ``sin_signed = signed_sin(s).unsqueeze(1)`` ([N, 1, hd], shared by all layers)."""
         view, part = self.view, self.parts[index]
         layer = view.layers[index]
+        input_norm, post_attention_norm = self.norms[index]
         n, heads, kv = h.shape[0], view.num_heads, view.num_kv_heads
-        qkv = F.linear(rms_norm(layer.input_layernorm, h), *part["qkv"])
+        qkv = F.linear(input_norm(h), *part["qkv"])
         qkv = qkv.view(n, heads + 2 * kv, view.head_dim)
         v = qkv[:, heads + kv :]
         if view.has_qk_norm:  # per-head norms first, each with its own weight
@@ -132,10 +156,8 @@ class FusedDecodeLayers:
             qk = _rope(qkv[:, : heads + kv], cos, sin_signed)
             q, k = qk[:, :heads], qk[:, heads:]
         h = h + F.linear(attend(index, q, k, v), *part["o"])
-        gate, up = F.linear(rms_norm(layer.post_attention_layernorm, h), *part["gate_up"]).split(
-            self.intermediate[index], dim=-1
-        )
-        return h + F.linear(layer.mlp.act_fn(gate.contiguous()) * up, *part["down"])
+        gate, up = F.linear(post_attention_norm(h), *part["gate_up"]).split(self.intermediate[index], dim=-1)
+        return h + F.linear(self.activations[index](gate.contiguous()) * up, *part["down"])
 
 
 __all__ = ["FusedDecodeLayers", "signed_sin"]

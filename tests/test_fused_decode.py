@@ -46,7 +46,7 @@ def test_fused_layers_reproduce_every_layer_bitwise(family):
     attend = attention_of(view)
     for index in range(len(view.layers)):
         want = view.layer(index, h, cos, sin, attend)
-        got = fused.layer(index, h, cos, signed_sin(sin), attend)
+        got = fused.layer(index, h, cos.unsqueeze(1), signed_sin(sin).unsqueeze(1), attend)
         assert torch.equal(got, want), f"layer {index}: {(got - want).abs().max():.3g}"
         h = want
 
