@@ -113,6 +113,18 @@ def _run_hook(spec: str) -> tuple:
     return ("ok", False, None, None)
 
 
+def _warm_up(parse: Any, verify: Any) -> None:
+    """One check before ``ready``: math-verify builds its LaTeX grammar and SymPy loads its
+    printers lazily (about 0.2 s on an idle core), which would otherwise be charged to the
+    first real check's timeout and turn it into a judge error on a busy machine."""
+    with contextlib.suppress(Exception):
+        verify(
+            parse("$\\frac{1}{2}$", parsing_timeout=None),
+            parse("$0.5$", parsing_timeout=None),
+            timeout_seconds=None,
+        )
+
+
 def main() -> None:
     parent_pid = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     _die_with_parent(parent_pid)
@@ -139,6 +151,7 @@ def main() -> None:
         raise SoftTimeout
 
     signal.signal(signal.SIGALRM, on_alarm)
+    _warm_up(parse, verify)
     replies.write(pack(("ready", os.getpid())))
 
     while True:
