@@ -107,8 +107,9 @@ class RolloutConfig(TrainingArguments):
         default=True,
         metadata={
             "help": "CPU with oneDNN: the fast decoder samples through packed copies of the large weight "
-            "matrices, refilled per generation batch and freed after (1.5-2.6x faster decode products; the "
-            "same arithmetic up to the order of additions). False: multiply by the training weights"
+            "matrices (in float32, the fused q|k|v, o, gate|up, down and LM head matrices), made per "
+            "generation batch and freed after (1.5-2.6x faster decode products; the same arithmetic up to "
+            "the order of additions). False: multiply by the training weights"
         },
     )
 

@@ -13,9 +13,11 @@ that distribution: by the inverse of its cumulative sum, one uniform number per 
 cheaper than ``torch.multinomial`` on a CPU (``match_generate_sampling=True`` calls
 ``torch.multinomial`` and reproduces ``generate``'s tokens for a seed); finished rows are
 fed the pad token. With the projections
-fused (``fused_decode``) a decode step of a small model costs a third less dispatch. With ``generation_dtype`` set it
-samples like an inference engine instead (``sampler_copy``): bfloat16 weights, one uniform
-number per token as in float32. Configurations it does not
+fused (``fused_decode``) a decode step of a small model costs a third less dispatch; with
+``pack_decode_weights`` on a CPU the fused matrices are oneDNN-packed for the batch (smollm2-135m:
+a 64-token batch of 8 rows 14.4 -> 10.9 s on a 2-core EPYC, against a packed copy of the
+unfused modules). With ``generation_dtype`` set it samples like an inference engine instead
+(``sampler_copy``): bfloat16 weights, one uniform number per token as in float32. Configurations it does not
 cover (other ``generation_kwargs``, beam search, a model without a view) go to
 ``TransformersGenerator``.
 
@@ -133,7 +135,8 @@ class StaticCacheGenerator:
         view = view_for(model) if self.supported else None
         if view is None or max_new_tokens < 1:
             return self.fallback.generate(prompt_ids, max_new_tokens)
-        sampler = self._copy_for(model, view)
+        pack_fused = self._packs_fused_layers(view)
+        sampler = None if pack_fused else self._copy_for(model, view)
         if sampler is not None:
             try:
                 copy_view = view_for(sampler.fill())
@@ -148,7 +151,7 @@ class StaticCacheGenerator:
         model.eval()
         try:
             with torch.no_grad():
-                return self._sample(view, prompt_ids, max_new_tokens)
+                return self._sample(view, prompt_ids, max_new_tokens, pack=pack_fused)
         finally:
             model.train(was_training)
 
@@ -156,6 +159,18 @@ class StaticCacheGenerator:
         if getattr(self.args, "match_generate_sampling", False):
             return torch.multinomial(probs, num_samples=1).squeeze(1)
         return inverse_cdf_sample(probs)  # same distribution, one uniform per row (see sampler_copy)
+
+    def _packs_fused_layers(self, view: DecoderView) -> bool:
+        """Float32 sampling with ``pack_decode_weights``: the fused decode layers pack their own
+        concatenated matrices (``fused_decode``), so no packed copy of the model is needed."""
+        dtype = view.parameters_dtype()
+        return (
+            self.sampler_dtype in (None, dtype)
+            and dtype is torch.float32
+            and getattr(self.args, "pack_decode_weights", True)
+            and packing_available(dtype, view.lm_head.weight.device)
+            and FusedDecodeLayers.supported(view)
+        )
 
     def _copy_for(self, model, view: DecoderView) -> SamplerCopy | None:
         """The sampler's copy of ``model``: in ``generation_dtype`` when set, with packed large
@@ -201,7 +216,7 @@ class StaticCacheGenerator:
         return out
 
     def _sample(
-        self, view: DecoderView, prompt_ids, max_new_tokens: int, keep_record: bool = True
+        self, view: DecoderView, prompt_ids, max_new_tokens: int, keep_record: bool = True, pack: bool = False
     ) -> list[list[int]]:
         device = view.lm_head.weight.device
         ids, mask = left_pad(prompt_ids, self.pad_id, device)
@@ -224,8 +239,9 @@ class StaticCacheGenerator:
             record.prefix.append(h.view(len(first), p, -1))
         logits = view.logits(h.view(len(first), p, -1)[owner, -1]).float()
 
-        fused = FusedDecodeLayers.of(view) if max_new_tokens > 1 else None
+        fused = FusedDecodeLayers.of(view, pack=pack) if max_new_tokens > 1 else None
         decode_layer = fused.layer if fused is not None else view.layer
+        decode_logits = fused.logits if fused is not None else view.logits
         if fused is not None:  # rows for fused.layer: [.., 1, hd], sin with its sign folded in
             cos_table, decode_sin_table = cos_table.unsqueeze(1), signed_sin(sin_table).unsqueeze(1)
         else:
@@ -261,7 +277,7 @@ class StaticCacheGenerator:
                 h = decode_layer(index, h, cos, sin, attend)
             if record is not None:
                 record.suffix[-1][:, steps - 1] = h
-            logits = view.logits(h).float()
+            logits = decode_logits(h).float()
 
         new = tokens[:, p : p + steps]
         if record is not None:

@@ -22,6 +22,13 @@ Built per generation batch from the current weights (a concatenation of the atte
 MLP input matrices, the size of the layers' weights, freed with the batch), only for views
 whose projections are plain ``nn.Linear`` (not LoRA layers, not ``PackedLinear``) and whose
 MLP is ``down(act(gate(x)) · up(x))``.
+
+``pack=True`` (float32 on a CPU with oneDNN, ``pack_decode_weights``): the large fused
+matrices and the LM head are multiplied through oneDNN-packed copies instead (``packed_linear``),
+built layer by layer from the concatenations. That keeps the fusion (4 products a layer, the
+key and value projections packed with the query's) where a packed copy of the model's own
+modules would run 7 module calls; the results are then the view's up to the order of float32
+additions, as with any packed product, and the layer record is kept as for ``PackedLinear``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .decoder import Attend, DecoderView, rms_norm
+from .packed_linear import MIN_PACKED_ELEMENTS, pack_matrix, packed_product
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,52 @@ def _linear_parts(modules: list[nn.Module]) -> tuple[Tensor, Tensor | None] | No
     return weight, bias
 
 
+class Product:
+    """``F.linear(x, weight, bias)``, or the same product through a oneDNN-packed ``weight``."""
+
+    __slots__ = ("bias", "out_features", "packed", "weight")
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, pack: bool = False) -> None:
+        self.out_features, self.bias = weight.shape[0], bias
+        self.packed = pack_matrix(weight) if pack else None
+        self.weight = None if pack else weight
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is not None:
+            return packed_product(x, self.packed, self.bias, self.out_features)
+        return F.linear(x, self.weight, self.bias)
+
+
+def _worth_packing(weight: Tensor) -> bool:
+    return weight.dtype is torch.float32 and weight.numel() >= MIN_PACKED_ELEMENTS[torch.float32]
+
+
+def _plain_layer(layer: nn.Module) -> bool:
+    attn, mlp = layer.self_attn, layer.mlp
+    if not all(hasattr(attn, n) for n in _PROJECTIONS) or not all(hasattr(mlp, n) for n in _MLP):
+        return False
+    modules = [getattr(attn, n) for n in _PROJECTIONS] + [getattr(mlp, n) for n in _MLP]
+    return callable(getattr(mlp, "act_fn", None)) and all(type(m) is nn.Linear for m in modules)
+
+
+def _layer_products(layer: nn.Module, pack: bool) -> dict[str, Product] | None:
+    attn, mlp = layer.self_attn, layer.mlp
+    groups = {
+        "qkv": [attn.q_proj, attn.k_proj, attn.v_proj],
+        "o": [attn.o_proj],
+        "gate_up": [mlp.gate_proj, mlp.up_proj],
+        "down": [mlp.down_proj],
+    }
+    products = {}
+    for name, modules in groups.items():
+        parts = _linear_parts(modules)
+        if parts is None:
+            return None
+        weight, bias = parts
+        products[name] = Product(weight, bias, pack=pack and _worth_packing(weight))
+    return products
+
+
 def _rope(x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     """``apply_rope(x, cos[:, 0], sin[:, 0])`` for x [N, heads, hd] and cos, sin± [N, 1, hd], bitwise."""
     return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
@@ -86,40 +140,50 @@ def _activation(act_fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor
 
 
 class FusedDecodeLayers:
-    """Per layer: q|k|v, o, gate|up and down as (weight, bias); see the module docstring."""
+    """Per layer: q|k|v, o, gate|up and down as ``Product``s; see the module docstring."""
 
-    def __init__(self, view: DecoderView, parts: list[dict[str, tuple[Tensor, Tensor | None]]]) -> None:
+    def __init__(
+        self, view: DecoderView, parts: list[dict[str, Product]], head: Product | None = None
+    ) -> None:
         self.view = view
         self.parts = parts
-        self.intermediate = [p["down"][0].shape[1] for p in parts]
+        self.head = head
+        self.intermediate = [p["gate_up"].out_features // 2 for p in parts]
         self.norms = [
             (_norm(layer.input_layernorm), _norm(layer.post_attention_layernorm)) for layer in view.layers
         ]
         self.activations = [_activation(layer.mlp.act_fn) for layer in view.layers]
 
+    @staticmethod
+    def supported(view: DecoderView) -> bool:
+        """Whether ``of(view)`` can fuse (plain projections, not known to disagree here)."""
+        return _AGREES.get(view.model, True) and all(_plain_layer(layer) for layer in view.layers)
+
     @classmethod
     @torch.no_grad()
-    def of(cls, view: DecoderView) -> FusedDecodeLayers | None:
-        """The fused layers of ``view``'s current weights; None when a layer is not plain."""
-        parts = []
-        for layer in view.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            if not all(hasattr(attn, n) for n in _PROJECTIONS) or not all(hasattr(mlp, n) for n in _MLP):
-                return None
-            if not callable(getattr(mlp, "act_fn", None)):
-                return None
-            qkv = _linear_parts([attn.q_proj, attn.k_proj, attn.v_proj])
-            gate_up = _linear_parts([mlp.gate_proj, mlp.up_proj])
-            o, down = _linear_parts([attn.o_proj]), _linear_parts([mlp.down_proj])
-            if qkv is None or gate_up is None or o is None or down is None:
-                return None
-            parts.append({"qkv": qkv, "o": o, "gate_up": gate_up, "down": down})
-        fused = cls(view, parts)
-        if view.model not in _AGREES:
-            _AGREES[view.model] = fused.agrees_with_view()
+    def of(cls, view: DecoderView, pack: bool = False) -> FusedDecodeLayers | None:
+        """The fused layers of ``view``'s current weights (``pack``: large products oneDNN-packed,
+        and the LM head with them); None when a layer is not plain."""
+        if not all(_plain_layer(layer) for layer in view.layers):
+            return None
+        if view.model not in _AGREES:  # on plain products: what fusion itself changes
+            first = _layer_products(view.layers[0], pack=False)
+            _AGREES[view.model] = first is not None and cls(view, [first]).agrees_with_view()
             if not _AGREES[view.model]:
                 logger.info("fused decode layers off: not bitwise equal to the model's layers here")
-        return fused if _AGREES[view.model] else None
+        if not _AGREES[view.model]:
+            return None
+        parts = []
+        for layer in view.layers:  # one layer's concatenations at a time: packing frees them
+            products = _layer_products(layer, pack)
+            if products is None:
+                return None
+            parts.append(products)
+        head = view.lm_head
+        plain_head = type(head) is nn.Linear and _worth_packing(head.weight)
+        head_bias = None if head.bias is None else head.bias.detach()
+        head_product = Product(head.weight.detach(), head_bias, pack=True) if pack and plain_head else None
+        return cls(view, parts, head_product)
 
     def agrees_with_view(self) -> bool:
         """Whether layer 0 gives bitwise the view's result on a random 8-row step."""
@@ -145,7 +209,7 @@ class FusedDecodeLayers:
         layer = view.layers[index]
         input_norm, post_attention_norm = self.norms[index]
         n, heads, kv = h.shape[0], view.num_heads, view.num_kv_heads
-        qkv = F.linear(input_norm(h), *part["qkv"])
+        qkv = part["qkv"](input_norm(h))
         qkv = qkv.view(n, heads + 2 * kv, view.head_dim)
         v = qkv[:, heads + kv :]
         if view.has_qk_norm:  # per-head norms first, each with its own weight
@@ -155,9 +219,15 @@ class FusedDecodeLayers:
         else:
             qk = _rope(qkv[:, : heads + kv], cos, sin_signed)
             q, k = qk[:, :heads], qk[:, heads:]
-        h = h + F.linear(attend(index, q, k, v), *part["o"])
-        gate, up = F.linear(post_attention_norm(h), *part["gate_up"]).split(self.intermediate[index], dim=-1)
-        return h + F.linear(self.activations[index](gate.contiguous()) * up, *part["down"])
+        h = h + part["o"](attend(index, q, k, v))
+        gate, up = part["gate_up"](post_attention_norm(h)).split(self.intermediate[index], dim=-1)
+        return h + part["down"](self.activations[index](gate.contiguous()) * up)
+
+    def logits(self, h: Tensor) -> Tensor:
+        """``view.logits(h)``, through the packed LM head when there is one."""
+        if self.head is None:
+            return self.view.logits(h)
+        return self.head(rms_norm(self.view.inner.norm, h))
 
 
-__all__ = ["FusedDecodeLayers", "signed_sin"]
+__all__ = ["FusedDecodeLayers", "Product", "signed_sin"]

@@ -43,6 +43,18 @@ def packable(module: nn.Module, dtype: torch.dtype, min_elements: int | None = N
     return type(module) is nn.Linear and module.weight.numel() >= min_elements
 
 
+def pack_matrix(weight: Tensor, rows_hint: int = 8) -> Tensor:
+    """``weight`` [out, in] in oneDNN's blocked layout, for products with about ``rows_hint`` rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+
+
+def packed_product(x: Tensor, packed: Tensor, bias: Tensor | None, out_features: int) -> Tensor:
+    """``F.linear(x, weight, bias)`` through ``packed = pack_matrix(weight)``; ``x`` in its dtype."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "")
+    return out.view(*x.shape[:-1], out_features)
+
+
 class PackedLinear(nn.Module):
     """``F.linear(x, weight, bias)`` with ``weight`` held in oneDNN's packed layout.
 
@@ -61,7 +73,7 @@ class PackedLinear(nn.Module):
 
     @torch.no_grad()
     def pack(self, weight: Tensor, bias: Tensor | None = None) -> None:
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(self.dtype), self.rows_hint)
+        self.packed = pack_matrix(weight.to(self.dtype), self.rows_hint)
         if bias is not None:
             self.bias = bias.detach().to(self.dtype)
 
@@ -71,12 +83,17 @@ class PackedLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None:
             raise RuntimeError("PackedLinear called before pack()")
-        flat = x.reshape(-1, self.in_features).to(self.dtype)
-        out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
-        return out.view(*x.shape[:-1], self.out_features)
+        return packed_product(x.to(self.dtype), self.packed, self.bias, self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype}"
 
 
-__all__ = ["MIN_PACKED_ELEMENTS", "PackedLinear", "packable", "packing_available"]
+__all__ = [
+    "MIN_PACKED_ELEMENTS",
+    "PackedLinear",
+    "pack_matrix",
+    "packable",
+    "packed_product",
+    "packing_available",
+]

@@ -17,7 +17,8 @@ with vLLM unless its importance-sampling correction is switched on.
 On a CPU the copy's large linear layers can also be oneDNN-packed (``packed_linear``), in
 bfloat16 or in the policy's own float32: same arithmetic up to the order of additions, the
 decode products 1.5-2.6x faster. A float32 packed copy shares every other parameter with the
-policy and holds only the packed matrices, and only while it samples.
+policy and holds only the packed matrices, and only while it samples; it serves models whose
+layers cannot be fused (LoRA projections), the others pack their fused matrices (``fused_decode``).
 
 ``inverse_cdf_sample`` draws a token per row from one uniform number and a cumulative sum
 (the fast decoder's default in every dtype). ``torch.multinomial`` (what ``generate`` uses)

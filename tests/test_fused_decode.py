@@ -59,8 +59,8 @@ def test_fused_layers_follow_weight_updates_when_rebuilt():
     after = FusedDecodeLayers.of(view)
     hidden, heads, kv = view.hidden_size, view.num_heads * view.head_dim, view.num_kv_heads * view.head_dim
     k_rows = slice(heads, heads + kv)
-    assert torch.equal(after.parts[0]["qkv"][0][k_rows], 2 * before.parts[0]["qkv"][0][k_rows])
-    assert after.parts[0]["qkv"][0].shape == (heads + 2 * kv, hidden)
+    assert torch.equal(after.parts[0]["qkv"].weight[k_rows], 2 * before.parts[0]["qkv"].weight[k_rows])
+    assert after.parts[0]["qkv"].weight.shape == (heads + 2 * kv, hidden)
 
 
 class AdapterLinear(nn.Linear):

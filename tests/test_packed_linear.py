@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sdpo_agent import SDPOConfig, SDPOTrainer
+from sdpo_agent import SDPOConfig, SDPOTrainer, fused_decode
 from sdpo_agent.decoder import DecoderView
 from sdpo_agent.fast_generation import StaticCacheGenerator
 from sdpo_agent.generation import sampling_settings
@@ -14,6 +14,7 @@ from sdpo_agent.packed_linear import MIN_PACKED_ELEMENTS, PackedLinear, packable
 from sdpo_agent.sampler_copy import SamplerCopy
 from sdpo_agent.tiny_model import build_tiny_model
 from tests.test_fast_decoder import chat_prompts
+from tests.test_fused_decode import AdapterLinear
 from tests.test_trainer import FAST, length_trainer
 
 pytestmark = pytest.mark.skipif(
@@ -105,13 +106,34 @@ def sample(model, tokenizer, prompts, pack: bool, **settings):
     return generator.generate(prompts, 12), generator
 
 
-def test_packed_float32_sampling_draws_the_tokens_and_keeps_the_record(pack_everything):
+def packed_matrices(monkeypatch) -> list[torch.Tensor]:
+    """Every matrix the fused decode layers pack, as packed (a copy of the weight given)."""
+    seen: list[torch.Tensor] = []
+    original = fused_decode.pack_matrix
+
+    def spy(weight, rows_hint=8):
+        seen.append(weight.detach().clone())
+        return original(weight, rows_hint)
+
+    monkeypatch.setattr(fused_decode, "pack_matrix", spy)
+    return seen
+
+
+def test_packed_float32_sampling_draws_the_tokens_and_keeps_the_record(pack_everything, monkeypatch):
     model, tokenizer = build_tiny_model()
     prompts = chat_prompts(tokenizer, 2)
     plain, plain_generator = sample(model, tokenizer, prompts, pack=False)
+    packs = packed_matrices(monkeypatch)
     packed, packed_generator = sample(model, tokenizer, prompts, pack=True)
-    assert plain_generator._sampler_copy is None and packed_generator._sampler_copy is not None
-    assert isinstance(DecoderView.of(packed_generator._sampler_copy.model).lm_head, PackedLinear)
+    # The fused layers pack their own concatenations: q|k|v, o, gate|up, down per layer, the
+    # LM head; no packed copy of the model is made.
+    assert plain_generator._sampler_copy is None and packed_generator._sampler_copy is None
+    layers, config = model.config.num_hidden_layers, model.config
+    assert len(packs) == 4 * layers + 1
+    head_dim = config.hidden_size // config.num_attention_heads
+    qkv_rows = (config.num_attention_heads + 2 * config.num_key_value_heads) * head_dim
+    assert packs[0].shape == (qkv_rows, config.hidden_size)
+    assert packs[-1].shape == (config.vocab_size, config.hidden_size)
     # Same float32 arithmetic up to the order of additions: the same draws for a seed.
     assert packed == plain
     # The packed pass's layer inputs are the float32 forward's, so it keeps its record.
@@ -119,8 +141,23 @@ def test_packed_float32_sampling_draws_the_tokens_and_keeps_the_record(pack_ever
     assert a is not None and b is not None
     for x, y in zip(a.prefix + a.suffix, b.prefix + b.suffix, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
-    assert packed_generator._sampler_copy.nbytes() < 4096  # freed between batches
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_unfusable_layers_sample_through_a_packed_copy(pack_everything):
+    model, tokenizer = build_tiny_model()
+    attn = model.model.layers[0].self_attn
+    adapted = AdapterLinear(attn.v_proj.in_features, attn.v_proj.out_features, bias=False)
+    adapted.load_state_dict(attn.v_proj.state_dict())
+    attn.v_proj = adapted  # a LoRA-like layer: no fusion, so packing goes through a copy
+    prompts = chat_prompts(tokenizer, 2)
+    plain, _ = sample(model, tokenizer, prompts, pack=False)
+    packed, generator = sample(model, tokenizer, prompts, pack=True)
+    assert generator._sampler_copy is not None
+    assert isinstance(DecoderView.of(generator._sampler_copy.model).lm_head, PackedLinear)
+    assert packed == plain
+    assert generator.last_record is not None
+    assert generator._sampler_copy.nbytes() < 4096  # freed between batches
 
 
 @BF16
@@ -138,18 +175,11 @@ def test_packed_bfloat16_sampling_keeps_no_record_and_matches_the_unpacked_copy(
 def test_sdpo_trains_through_packed_sampling(tmp_path, pack_everything, monkeypatch):
     model, tokenizer = build_tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
-    packs = []
-    original_pack = PackedLinear.pack
-
-    def counted_pack(self, weight, bias=None):
-        packs.append(weight.detach().clone() if self.out_features == model.config.vocab_size else None)
-        return original_pack(self, weight, bias)
-
-    monkeypatch.setattr(PackedLinear, "pack", counted_pack)
+    packs = packed_matrices(monkeypatch)
     args = SDPOConfig(output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2, **FAST)
     trainer = length_trainer(SDPOTrainer, model, tokenizer, args)
     trainer.train()
-    heads = [w for w in packs if w is not None]
+    heads = [w for w in packs if w.shape[0] == model.config.vocab_size]
     assert len(heads) == 2  # the LM head packed once per generation batch...
     assert not torch.equal(heads[0], heads[1])  # ...from that step's weights
     assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) > 0
