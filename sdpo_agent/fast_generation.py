@@ -51,6 +51,7 @@ from .generation import TransformersGenerator, cut_after_eos, left_pad
 from .packed_forward import LayerRecord, PackedAttention, PackedLayout, distinct_rows
 from .packed_linear import packable, packing_available
 from .sampler_copy import SamplerCopy, inverse_cdf_sample
+from .topk_head import TopKSupport
 
 # generation_kwargs this backend implements itself; anything else goes to generate().
 FAST_GENERATION_KWARGS = frozenset({"min_new_tokens", "do_sample"})
@@ -72,6 +73,8 @@ class RolloutRecord:
     prefix: list[Tensor]
     suffix: list[Tensor]
     version: Any
+    support: TopKSupport | None = None  # per completion position [B, S + 1, ...], when asked for
+    support_temperature: float = 1.0
 
     @property
     def nbytes(self) -> int:
@@ -92,6 +95,23 @@ class RolloutRecord:
         if not same:
             return None
         return LayerRecord(self.prefix, self.suffix, self.owner[rows[layout.prefix_rows]], rows)
+
+    def topk_support(
+        self, rows: Tensor, completion_ids: Tensor, k: int, temperature: float
+    ) -> TopKSupport | None:
+        """The recorded top-``k`` support of generation-batch ``rows`` for ``completion_ids``
+        [R, T]; None when it was not recorded for this k and temperature or the tokens differ."""
+        support = self.support
+        if support is None or support.indices.shape[-1] != k or self.support_temperature != temperature:
+            return None
+        width = completion_ids.shape[1]
+        if width > self.completion_ids.shape[1]:
+            return None
+        if not torch.equal(self.completion_ids[rows, :width], completion_ids):
+            return None
+        return TopKSupport(
+            support.values[rows, :width], support.indices[rows, :width], support.token_log_probs[rows, :width]
+        )
 
 
 class StaticCacheGenerator:
@@ -122,6 +142,8 @@ class StaticCacheGenerator:
             and args.cache_implementation is None
         )
         self.record_budget_bytes = record_budget_bytes
+        # With a layer record: also keep each position's top-k support (``TopKSupport``), k > 0.
+        self.support_topk = 0
         self._version_getter = version_getter or (lambda: None)
         self.last_record: RolloutRecord | None = None
         self.sampler_dtype = LOW_PRECISION_DTYPES.get(getattr(args, "generation_dtype", None) or "")
@@ -247,6 +269,9 @@ class StaticCacheGenerator:
         else:
             decode_sin_table = sin_table
 
+        support = None
+        if record is not None and self.support_topk > 0:
+            support = _SupportRecorder(self.support_topk, self.args.temperature or 1.0)
         tokens = torch.full((b, p + max_new_tokens), self.pad_id, dtype=torch.long, device=device)
         tokens[:, :p] = ids
         processors = self._processors(p, device)
@@ -255,12 +280,16 @@ class StaticCacheGenerator:
         positions = mask.long().sum(-1)
         steps = 0
         while True:
+            if support is not None:  # before the processors: some write into the logits
+                support.observe(logits)
             scores = logits
             for processor in processors:
                 scores = processor(tokens[:, : p + steps], scores)
             probs = F.softmax(scores, dim=-1)
             nxt = self._draw(probs)
             nxt.masked_fill_(~unfinished, self.pad_id)
+            if support is not None:
+                support.sampled(nxt)
             tokens[:, p + steps] = nxt
             steps += 1
             unfinished &= (nxt != eos[0]) if len(eos) == 1 else ~torch.isin(nxt, eos)
@@ -281,7 +310,7 @@ class StaticCacheGenerator:
 
         new = tokens[:, p : p + steps]
         if record is not None:
-            record.finish(ids, mask, new, owner, self._version_getter())
+            record.finish(ids, mask, new, owner, self._version_getter(), support)
             self.last_record = record.result
         eos_set = set(self.eos_ids)
         return [cut_after_eos(row, eos_set) for row in new.tolist()]
@@ -383,7 +412,15 @@ class _Recorder:
         ]
         self.result: RolloutRecord | None = None
 
-    def finish(self, ids: Tensor, mask: Tensor, new: Tensor, owner: Tensor, version: Any) -> None:
+    def finish(
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        new: Tensor,
+        owner: Tensor,
+        version: Any,
+        support: _SupportRecorder | None,
+    ) -> None:
         fed = new.shape[1] - 1
         self.result = RolloutRecord(
             prompt_ids=ids,
@@ -393,6 +430,40 @@ class _Recorder:
             prefix=self.prefix,
             suffix=[t[:, :fed] for t in self.suffix],
             version=version,
+            support=None if support is None else support.result(new.shape[1]),
+            support_temperature=1.0 if support is None else support.temperature,
+        )
+
+
+class _SupportRecorder:
+    """Top-k of the temperature-scaled logits at every step, and log π of the drawn token."""
+
+    def __init__(self, k: int, temperature: float) -> None:
+        self.k, self.temperature = k, float(temperature)
+        self.values: list[Tensor] = []
+        self.indices: list[Tensor] = []
+        self.token_log_probs: list[Tensor] = []
+        self._scaled: Tensor | None = None
+        self._log_normaliser: Tensor | None = None
+
+    def observe(self, logits: Tensor) -> None:
+        # A copy: the processors that follow may write into ``logits``.
+        scaled = logits / self.temperature if self.temperature != 1.0 else logits.clone()
+        values, indices = torch.topk(scaled, k=min(self.k, scaled.shape[-1]), dim=-1)
+        self.values.append(values)
+        self.indices.append(indices)
+        self._scaled, self._log_normaliser = scaled, torch.logsumexp(scaled, dim=-1)
+
+    def sampled(self, token: Tensor) -> None:
+        picked = self._scaled.gather(-1, token.unsqueeze(-1)).squeeze(-1)
+        self.token_log_probs.append(picked - self._log_normaliser)
+        self._scaled = self._log_normaliser = None
+
+    def result(self, steps: int) -> TopKSupport:
+        return TopKSupport(
+            torch.stack(self.values[:steps], 1),
+            torch.stack(self.indices[:steps], 1),
+            torch.stack(self.token_log_probs[:steps], 1),
         )
 
 

@@ -17,6 +17,7 @@ from .fast_generation import RolloutRecord
 from .generation import checkpointing_enabled, dropout_free, shared_prefix_logits
 from .losses import selective_log_softmax
 from .packed_forward import PackedLayout, packed_hidden
+from .topk_head import TopKSupport
 
 
 class PolicyForward:
@@ -79,11 +80,30 @@ class PolicyForward:
         return view, layout.completion_rows(hidden)
 
     def _layer_record(self, model, record, rows, layout):
-        if record is None or rows is None or model is not self.accelerator.unwrap_model(self.model):
+        if not self._record_applies(model, record, rows):
             return None
-        if record.version != self.state.global_step or (model.training and not dropout_free(model)):
-            return None  # sampled under other weights, or training-mode dropout would differ
         return record.layer_record(rows, layout)
+
+    def _record_applies(self, model, record: RolloutRecord | None, rows) -> bool:
+        if record is None or rows is None or model is not self.accelerator.unwrap_model(self.model):
+            return False
+        # Sampled under other weights, or training-mode dropout would differ.
+        return record.version == self.state.global_step and not (model.training and not dropout_free(model))
+
+    def _recorded_topk(self) -> int:
+        """k of the top-k support the sampler should record for the loss (0: none)."""
+        return 0
+
+    def recorded_support(
+        self, model, batch: dict[str, Any], rows: torch.Tensor, k: int
+    ) -> TopKSupport | None:
+        """The policy's top-``k`` support on the batch's ``rows``, recorded while sampling under
+        the current weights; None when there is no such record."""
+        record, index = batch.get("rollout_record"), batch.get("row_index")
+        index = None if index is None else index[rows]
+        if not self._record_applies(model, record, index):
+            return None
+        return record.topk_support(index, batch["completion_ids"][rows], k, self.args.temperature)
 
     def _library_completion_logits(self, model, input_ids, attention_mask, completion_length: int):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(

@@ -164,9 +164,15 @@ class SDPOTrainer(RolloutTrainer):
         if view is None or not sparse_head_supported(view):
             return None
         _, hidden = self.student_hidden(model, inputs, rows)
+        k = self.args.distillation_topk
+        support = self.recorded_support(model, inputs, rows, k)
         return topk_student(
-            view, hidden, inputs["completion_ids"][rows], self.args.distillation_topk, self.args.temperature
+            view, hidden, inputs["completion_ids"][rows], k, self.args.temperature, support=support
         )
+
+    def _recorded_topk(self) -> int:
+        hybrid = self.args.sdpo_policy_loss_mode == "hybrid"
+        return int(self.args.distillation_topk) if self._sparse_topk(hybrid) else 0
 
     def _distillation_loss(self, model, inputs, rows, student, mode) -> torch.Tensor:
         """``student``: the student's logits on ``rows``, or their ``TopKStudent``."""

@@ -27,6 +27,18 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass
+class TopKSupport:
+    """What ``topk_student`` computes from the full logits, taken while sampling instead: the
+    decode step computed the same logits (same weights, the layer record's numerics) for every
+    completion position, so the support and log π(y) cost a ``topk`` per step there and spare
+    the training step a full LM-head pass over the vocabulary."""
+
+    values: Tensor  # [B, T, K] temperature-scaled logits, torch.topk order
+    indices: Tensor  # [B, T, K]
+    token_log_probs: Tensor  # [B, T] log π(y_t) at that temperature
+
+
+@dataclass
 class TopKStudent:
     """The student's side of top-k distillation (temperature already applied)."""
 
@@ -71,21 +83,30 @@ def sparse_head_supported(view: DecoderView) -> bool:
 
 
 def topk_student(
-    view: DecoderView, hidden: Tensor, completion_ids: Tensor, k: int, temperature: float = 1.0
+    view: DecoderView,
+    hidden: Tensor,
+    completion_ids: Tensor,
+    k: int,
+    temperature: float = 1.0,
+    support: TopKSupport | None = None,
 ) -> TopKStudent:
-    """Pick the student's top-k support from full logits computed without a graph, and
-    return the K logits per position as a differentiable function of ``hidden`` [B, T, d]."""
+    """Pick the student's top-k support from full logits computed without a graph (or take the
+    ``support`` recorded while sampling), and return the K logits per position as a
+    differentiable function of ``hidden`` [B, T, d]."""
     x = rms_norm(view.inner.norm, hidden)
-    with torch.no_grad():
-        logits = view.lm_head(x)
-        if temperature != 1.0:
-            logits = logits / temperature
-        values, indices = torch.topk(logits, k=min(int(k), logits.shape[-1]), dim=-1)
-        picked = logits.gather(-1, completion_ids.long().unsqueeze(-1)).squeeze(-1)
-        token_log_probs = picked - torch.logsumexp(logits, dim=-1)
-        del logits
-    topk_logits = SparseHeadLogits.apply(x, view.lm_head.weight, indices, values, temperature)
+    if support is not None:
+        values, indices, token_log_probs = support.values, support.indices, support.token_log_probs
+    else:
+        with torch.no_grad():
+            logits = view.lm_head(x)
+            if temperature != 1.0:
+                logits = logits / temperature
+            values, indices = torch.topk(logits, k=min(int(k), logits.shape[-1]), dim=-1)
+            picked = logits.gather(-1, completion_ids.long().unsqueeze(-1)).squeeze(-1)
+            token_log_probs = picked - torch.logsumexp(logits, dim=-1)
+            del logits
+    topk_logits = SparseHeadLogits.apply(x, view.lm_head.weight, indices, values.to(x.dtype), temperature)
     return TopKStudent(topk_logits, indices, token_log_probs)
 
 
-__all__ = ["SparseHeadLogits", "TopKStudent", "sparse_head_supported", "topk_student"]
+__all__ = ["SparseHeadLogits", "TopKStudent", "TopKSupport", "sparse_head_supported", "topk_student"]

@@ -192,6 +192,7 @@ class RolloutTrainer(PolicyForward, Trainer):
         """rollout → reward → tensors → (subclass) extend_batch."""
         # Layer inputs kept while sampling replace the student's checkpointed forward (train only).
         self.generator.record_budget_bytes = self._record_budget() if mode == "train" else 0
+        self.generator.support_topk = self._recorded_topk() if mode == "train" else 0
         prompts, rollouts = self.rollout(rows)
         record = self.generator.last_record if all(r.turns == 1 for r in rollouts) else None
         completions_text = [

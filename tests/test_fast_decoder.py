@@ -395,10 +395,19 @@ def test_training_on_the_fast_path_matches_the_library_path(tmp_path, algorithm)
             return used[-1]
 
         trainer._layer_record = spy
+        supports: list = []
+
+        def support_spy(*a, original=trainer.recorded_support, supports=supports):
+            supports.append(original(*a))
+            return supports[-1]
+
+        trainer.recorded_support = support_spy
         trainer.train()
-        results.append(({n: p.detach().clone() for n, p in trainer.model.named_parameters()}, used))
-    (fast_weights, fast_records), (slow_weights, _) = results
+        results.append(({n: p.detach().clone() for n, p in trainer.model.named_parameters()}, used, supports))
+    (fast_weights, fast_records, fast_supports), (slow_weights, _, _) = results
     assert any(r is not None for r in fast_records), "the sampling-time layer record was never used"
+    if algorithm == "sdpo":  # the top-k support came from sampling too
+        assert fast_supports and all(s is not None for s in fast_supports)
     for name, want in slow_weights.items():
         torch.testing.assert_close(fast_weights[name], want, rtol=1e-4, atol=1e-6, msg=name)
     assert any(not torch.equal(w, build_tiny_model()[0].state_dict()[n]) for n, w in fast_weights.items())
@@ -438,3 +447,44 @@ def test_sparse_topk_head_matches_the_dense_top_k_loss(monkeypatch, temperature)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
     want_logps = torch.log_softmax(view.logits(hidden).detach() / temperature, -1).gather(-1, ids[..., None])
     torch.testing.assert_close(student.token_log_probs, want_logps.squeeze(-1))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_the_sampler_records_the_students_top_k_support(temperature):
+    """What ``topk_student`` would compute from the full logits, recorded while sampling."""
+    model, tokenizer = build_tiny_model()
+    args = sampling_settings(temperature, generation_kwargs={"min_new_tokens": 6})  # an EOS ban in place
+    generator = StaticCacheGenerator(
+        lambda: model, tokenizer, args, [tokenizer.eos_token_id], record_budget_bytes=1 << 30
+    )
+    generator.support_topk = 5
+    prompts = chat_prompts(tokenizer, 2)
+    torch.manual_seed(0)
+    completions = generator.generate(prompts, 10)
+    width = max(len(c) for c in completions)
+    ids = torch.full((len(completions), width), tokenizer.pad_token_id)
+    for row, completion in enumerate(completions):
+        ids[row, : len(completion)] = torch.tensor(completion)
+    rows = torch.arange(len(completions))
+    record = generator.last_record
+    support = record.topk_support(rows, ids, 5, temperature)
+    assert support is not None and support.indices.shape == (len(completions), width, 5)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + completion])).logits[0] / temperature
+        logits = logits[len(prompt) - 1 : len(prompt) - 1 + len(completion)]
+        values, indices = logits.topk(5, dim=-1)
+        n = len(completion)
+        assert torch.equal(support.indices[row, :n], indices)
+        torch.testing.assert_close(support.values[row, :n], values, rtol=1e-5, atol=1e-5)
+        want = torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+        torch.testing.assert_close(support.token_log_probs[row, :n], want, rtol=1e-5, atol=1e-5)
+    # Recorded for this k, this temperature and these tokens only.
+    assert record.topk_support(rows, ids, 4, temperature) is None
+    assert record.topk_support(rows, ids, 5, temperature + 0.1) is None
+    other = ids.clone()
+    other[0, 0] = (other[0, 0] + 1) % model.config.vocab_size
+    assert record.topk_support(rows, other, 5, temperature) is None
+    generator.support_topk = 0
+    generator.generate(prompts, 10)
+    assert generator.last_record.support is None
