@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from .decoder import DecoderView, view_for
-from .fast_generation import RolloutRecord
 from .generation import checkpointing_enabled, dropout_free, shared_prefix_logits
 from .losses import selective_log_softmax
 from .packed_forward import PackedLayout, packed_hidden
+from .rollout_record import RolloutRecord
 from .topk_head import TopKSupport
 
 
