@@ -805,6 +805,7 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         case_label(m, sc): {t: [] for t in trainers} for m, sc in cases
     }
+    failures: list[dict[str, Any]] = []
     started = time.perf_counter()
     for round_index in range(args.rounds):
         for model, scenario in cases:
@@ -818,7 +819,19 @@ def main() -> None:
             order = [t for pair in pairs for t in (pair if round_index % 2 == 0 else pair[::-1])]
             for trainer in (t for t in order if t in trainers):
                 spec = {**specs[model], "trainer": trainer, "scenario": scenario}
-                result = run_one(spec, args.timeout)
+                try:
+                    result = run_one(spec, args.timeout)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    # One configuration failing (or too slow on this CPU) must not cost the others.
+                    failures.append(
+                        {"case": label, "trainer": trainer, "round": round_index + 1, "error": str(exc)}
+                    )
+                    print(
+                        f"  {label} {trainer} FAILED: {(str(exc).splitlines() or [type(exc).__name__])[0]}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    continue
                 runs[label][trainer].append(result)
                 print(
                     f"  [{time.perf_counter() - started:6.0f} s] round {round_index + 1} {label:<22} "
@@ -831,6 +844,10 @@ def main() -> None:
     summary = summarise(runs)
     print()
     print(report(summary))
+    for failure in failures:
+        print(
+            f"FAILED: {failure['case']} {failure['trainer']} (round {failure['round']}): {failure['error']}"
+        )
     print(LEGEND)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -855,6 +872,7 @@ def main() -> None:
         },
         "summary": summary,
         "runs": runs,
+        "failures": failures,
         "total_s": time.perf_counter() - started,
         "load_average_at_end": list(os.getloadavg()),
     }
