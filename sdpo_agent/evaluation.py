@@ -12,8 +12,8 @@ import torch
 
 from sdpo_envs import TextEnv
 
-from .fast_generation import StaticCacheGenerator
-from .generation import sampling_settings
+from .generation import GenerationBackend, sampling_settings
+from .generators import sampling_generator
 from .rollout import AgentLoop, EpisodeContext
 from .task_rows import reset_options
 
@@ -82,13 +82,26 @@ def evaluate_env(
     max_prompt_length: int | None = None,
     batch_size: int = 32,
     seed: int = 0,
+    use_vllm: bool = False,
+    generator: GenerationBackend | None = None,
 ) -> EvalResult:
-    """Sample ``n`` answers per held-out task and score them with the environment."""
+    """Sample ``n`` answers per held-out task and score them with the environment.
+
+    ``use_vllm``: sample with vLLM (one engine per model, kept for later calls); ``generator``:
+    sample with this backend instead (a trainer's, so training and evaluation share an engine).
+    """
     ks = sorted(set(ks))
     if ks[-1] > n:
         raise ValueError(f"pass@{ks[-1]} needs n >= {ks[-1]} samples per task, got n={n}")
     eos = sorted({tokenizer.eos_token_id} - {None})
-    generator = StaticCacheGenerator(lambda: model, tokenizer, sampling_settings(temperature), eos)
+    if generator is None:
+        settings = sampling_settings(
+            temperature,
+            use_vllm=use_vllm,
+            max_prompt_length=max_prompt_length,
+            max_completion_length=max_completion_length,
+        )
+        generator = sampling_generator(model, tokenizer, settings, eos, seed=seed)
     loop = AgentLoop(
         generator,
         tokenizer,

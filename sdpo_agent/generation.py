@@ -7,6 +7,7 @@ first end-of-sequence token (kept) or at ``max_new_tokens``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from transformers import GenerationConfig
 
+from .config import RolloutConfig
 from .decoder import base_model
 
 
@@ -22,10 +24,22 @@ class GenerationBackend(Protocol):
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
 
 
+# The fields that choose and shape a vLLM backend (RolloutConfig's names).
+VLLM_SETTINGS = (
+    "use_vllm",
+    "max_prompt_length",
+    *(f.name for f in dataclasses.fields(RolloutConfig) if f.name.startswith("vllm_")),
+)
+
+
 def sampling_settings(temperature: float = 1.0, **overrides: Any) -> SimpleNamespace:
-    """The generation fields a backend reads (as on ``RolloutConfig``), for callers that
-    sample without a trainer config: plain sampling at ``temperature``."""
+    """The generation fields a backend reads (as on ``RolloutConfig``, the vLLM ones included),
+    for callers that sample without a trainer config: plain sampling at ``temperature``."""
     fields = {
+        **{f.name: f.default for f in dataclasses.fields(RolloutConfig) if f.name.startswith("vllm_")},
+        "use_vllm": False,
+        "max_prompt_length": None,
+        "max_completion_length": None,
         "temperature": temperature,
         "top_p": 1.0,
         "top_k": 0,

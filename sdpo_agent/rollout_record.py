@@ -10,6 +10,7 @@ A record is valid for exactly the tokens it was sampled with, under the weights 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +41,43 @@ class RolloutRecord:
     support: TopKSupport | None = None  # per completion position [B, S + 1, ...], when asked for
     support_temperature: float = 1.0
 
+    @classmethod
+    def support_only(
+        cls, completion_ids: Tensor, support: TopKSupport, temperature: float, version: Any
+    ) -> RolloutRecord:
+        """A record of top-k supports without layer inputs (what an inference engine returns)."""
+        empty = torch.zeros((completion_ids.shape[0], 0), dtype=torch.long)
+        return cls(
+            prompt_ids=empty,
+            prompt_mask=empty,
+            completion_ids=completion_ids,
+            owner=torch.arange(completion_ids.shape[0]),
+            prefix=[],
+            suffix=[],
+            version=version,
+            support=support,
+            support_temperature=float(temperature),
+        )
+
+    def to(self, device: Any) -> RolloutRecord:
+        """This record with its support and token ids on ``device`` (layer inputs stay put)."""
+        support = self.support
+        if support is not None:
+            support = TopKSupport(
+                *(t.to(device) for t in (support.values, support.indices, support.token_log_probs))
+            )
+        return dataclasses.replace(self, completion_ids=self.completion_ids.to(device), support=support)
+
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.prefix, *self.suffix))
 
     def layer_record(self, rows: Tensor, layout: PackedLayout) -> LayerRecord | None:
         """The ``LayerRecord`` of ``layout``, built from generation-batch ``rows``; None when
-        its tokens are not the ones fed here (another turn, truncation, other rows)."""
+        its tokens are not the ones fed here (another turn, truncation, other rows) or no layer
+        inputs were kept."""
+        if not self.suffix:
+            return None
         if layout.prefix_ids.shape[1] != self.prompt_ids.shape[1]:
             return None
         if layout.suffix_ids.shape != (len(rows), self.completion_ids.shape[1] - 1):

@@ -77,10 +77,11 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    # head_dim 32: the smallest vLLM's CPU attention accepts, so `tiny` runs with use_vllm too.
     return LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=128,
+        intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

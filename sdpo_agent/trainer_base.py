@@ -21,7 +21,7 @@ from sdpo_envs import make_env_factory
 from .batching import build_tensors, split_batch
 from .config import RolloutConfig
 from .diagnostics import Diagnostics
-from .fast_generation import StaticCacheGenerator
+from .generators import build_generator
 from .losses import group_advantages
 from .model_loading import prepare_model_and_tokenizer
 from .policy_forward import PolicyForward
@@ -96,12 +96,14 @@ class RolloutTrainer(PolicyForward, Trainer):
         self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (ALGORITHM.md)
         self.tokenizer = tokenizer
         self.eos_token_ids = sorted({tokenizer.eos_token_id, *self._generation_eos_ids()} - {None})
-        self.generator = StaticCacheGenerator(
+        self.generator = build_generator(
             lambda: self.accelerator.unwrap_model(self.model),
             tokenizer,
             args,
             self.eos_token_ids,
             version_getter=lambda: self.state.global_step,
+            seed=args.seed + self.accelerator.process_index,
+            max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
         )
         self.agent = AgentLoop(
             self.generator,

@@ -60,7 +60,7 @@ def test_list_aliases_names_both_builtins():
 def test_tiny_alias_builds_a_small_llama_with_consistent_tokenizer(private_cache):
     model, tokenizer = resolve_model("tiny")
     assert isinstance(model, LlamaForCausalLM)
-    assert model.config.hidden_size == 64 and model.config.num_hidden_layers == 2
+    assert model.config.hidden_size == 128 and model.config.num_hidden_layers == 2
     assert model.config.vocab_size == len(tokenizer)
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
     assert tokenizer.eos_token == "<|im_end|>"

@@ -176,7 +176,10 @@ def test_sdpo_trains_through_packed_sampling(tmp_path, pack_everything, monkeypa
     model, tokenizer = build_tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
     packs = packed_matrices(monkeypatch)
-    args = SDPOConfig(output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2, **FAST)
+    # Every failed row has a teacher (its privileged context), so step 1 moves the weights.
+    args = SDPOConfig(
+        output_dir=str(tmp_path), max_steps=2, learning_rate=1e-2, include_environment_feedback=True, **FAST
+    )
     trainer = length_trainer(SDPOTrainer, model, tokenizer, args)
     trainer.train()
     heads = [w for w in packs if w.shape[0] == model.config.vocab_size]

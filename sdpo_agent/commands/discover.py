@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .options import parse_pairs
+from .options import add_vllm_flag, parse_pairs
 
 HELP = "test-time SDPO on single questions vs best-of-k and multi-turn retries (discovery@k report)"
 
@@ -66,6 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sft-tasks", type=int, default=256)
     parser.add_argument("--sft-epochs", type=float, default=2.0)
     parser.add_argument("--sft-learning-rate", type=float, default=5e-5)
+    add_vllm_flag(parser)
 
 
 def _csv(text: str) -> list[str]:
@@ -109,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
             best_of_samples=args.best_of_samples,
             stop_at_first_success=args.stop_at_first_success,
             env_kwargs=env_kwargs,
-            sdpo_overrides=parse_pairs(args.set, "--set"),
+            sdpo_overrides={
+                **parse_pairs(args.set, "--set"),
+                **({"use_vllm": True} if args.use_vllm else {}),
+            },
         )
         seeds = [int(s) for s in _csv(args.seeds)]
     except ValueError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import parse_pairs
+from .options import add_vllm_flag, parse_pairs
 
 HELP = "evaluate a model: pass@k (unbiased estimator, bootstrap CI) on held-out tasks"
 
@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    add_vllm_flag(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         max_completion_length=args.max_completion_length,
         max_turns=args.max_turns,
         seed=args.seed,
+        use_vllm=args.use_vllm,
     )
     report = {"env": args.env, "model": args.model, **result.to_dict()}
     if args.json:

