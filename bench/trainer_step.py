@@ -881,8 +881,10 @@ def main() -> None:
             # Interleave ours and TRL; flip the order every round.
             pairs = [
                 ("ours-sdpo", "trl-sdpo"),
+                ("ours-sdpo-vllm", "trl-sdpo-vllm"),
                 ("ours-grpo", "ours-sdpo-bf16"),
                 ("trl-grpo", "ours-grpo-bf16"),
+                ("ours-grpo-vllm", "trl-grpo-vllm"),
             ]
             order = [t for pair in pairs for t in (pair if round_index % 2 == 0 else pair[::-1])]
             for trainer in (t for t in order if t in trainers):

@@ -89,6 +89,9 @@ class StaticCacheGenerator:
         self.sampler_dtype = LOW_PRECISION_DTYPES.get(getattr(args, "generation_dtype", None) or "")
         self._sampler_copy: SamplerCopy | None = None
 
+    def close(self) -> None:
+        self.last_record, self._sampler_copy = None, None
+
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         self.last_record = None
         if not prompt_ids:

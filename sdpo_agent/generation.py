@@ -23,6 +23,9 @@ from .decoder import base_model
 class GenerationBackend(Protocol):
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
 
+    def close(self) -> None:
+        """Free what the backend holds beyond the policy (an engine, its KV cache)."""
+
 
 # The fields that choose and shape a vLLM backend (RolloutConfig's names).
 VLLM_SETTINGS = (
@@ -125,6 +128,9 @@ class TransformersGenerator:
             use_cache=True,
             **(args.generation_kwargs or {}),
         )
+
+    def close(self) -> None:
+        """Nothing to free: it samples with the training model itself."""
 
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:

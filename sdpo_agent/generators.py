@@ -17,15 +17,10 @@ import torch
 from .fast_generation import StaticCacheGenerator
 from .generation import GenerationBackend
 from .vllm_colocate import VLLMColocateGenerator
+from .vllm_sampling import weights_version
 from .vllm_server import VLLMServerGenerator
 
 _SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
-
-
-def weights_version(model: torch.nn.Module) -> int:
-    """Changes whenever a parameter is modified in place (an optimizer step, ``load_state_dict``):
-    the sum of the parameters' autograd version counters."""
-    return sum(p._version for p in model.parameters())
 
 
 def build_generator(
@@ -68,7 +63,7 @@ def sampling_generator(
     shared = _SHARED_ENGINES.get(model)
     if shared is None or shared.args.vllm_mode != settings.vllm_mode:
         ref = weakref.ref(model)  # the engine must not keep its model (the dictionary's key) alive
-        shared = build_generator(ref, tokenizer, settings, eos_token_ids, seed=seed)
+        shared = build_generator(ref, tokenizer, settings, eos_token_ids, seed=seed, max_num_seqs=64)
         _SHARED_ENGINES[model] = shared
     view = shared.with_settings(settings)
     view.seed = seed

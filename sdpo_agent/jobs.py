@@ -136,7 +136,10 @@ def run_job(
         callbacks=[metrics, evaluator],
     )
     evaluator.trainer = trainer
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        trainer.generator.close()  # a vLLM engine and its KV cache go with the run
     trainer.save_model(str(out / "final"))
     summary = {"spec": dataclasses.asdict(spec), "heldout": evaluator.history}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -105,6 +105,8 @@ class RolloutTrainer(PolicyForward, Trainer):
             seed=args.seed + self.accelerator.process_index,
             max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
         )
+        if args.use_vllm:
+            self.generator.start()
         self.agent = AgentLoop(
             self.generator,
             tokenizer,

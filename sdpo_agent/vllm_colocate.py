@@ -35,19 +35,32 @@ from .vllm_sampling import (
     row_seeds,
     sampling_fields,
     support_from_rows,
+    weights_version,
 )
 
 logger = logging.getLogger(__name__)
 
-_MIN_KV_CACHE_GIB = 1
+_MIN_KV_CACHE_BYTES = 32 * 2**20
 
 
-def kv_cache_gib(config: Any, sequences: int, tokens_per_sequence: int) -> int:
-    """GiB of CPU KV cache for ``sequences`` rows of ``tokens_per_sequence`` in float32, with room."""
+def max_model_len(args: Any, config: Any) -> int:
+    """The longest sequence the engine must hold: ``vllm_max_model_length``, else prompt plus
+    completion budget (prompts are cut to ``max_prompt_length``; every turn of an episode shares
+    the completion budget), else the model's own context."""
+    own = getattr(config, "max_position_embeddings", None) or 2048
+    if args.vllm_max_model_length:
+        return args.vllm_max_model_length
+    if args.max_prompt_length and args.max_completion_length:
+        return min(own, args.max_prompt_length + args.max_completion_length)
+    return own
+
+
+def kv_cache_bytes(config: Any, dtype: torch.dtype, sequences: int, tokens_per_sequence: int) -> int:
+    """CPU KV cache for ``sequences`` rows of ``tokens_per_sequence``, with a quarter more room."""
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    per_token = 2 * config.num_hidden_layers * heads * head_dim * 4
-    return max(_MIN_KV_CACHE_GIB, math.ceil(1.5 * per_token * sequences * tokens_per_sequence / 2**30))
+    per_token = 2 * config.num_hidden_layers * heads * head_dim * torch.empty((), dtype=dtype).element_size()
+    return max(_MIN_KV_CACHE_BYTES, math.ceil(1.25 * per_token * max(1, sequences) * tokens_per_sequence))
 
 
 class VLLMColocateGenerator:
@@ -65,6 +78,10 @@ class VLLMColocateGenerator:
         max_num_seqs: int = 256,
     ) -> None:
         require_vllm()
+        if args.vllm_enable_sleep_mode and not torch.cuda.is_available():
+            raise ValueError(
+                "vllm_enable_sleep_mode=True needs a GPU: vLLM's CPU backend has no sleep mode (set it to False)"
+            )
         self._model_getter = model_getter
         self.tokenizer = tokenizer
         self.args = args
@@ -110,14 +127,10 @@ class VLLMColocateGenerator:
         self._engine.device = next(model.parameters()).device
         self._engine.logprobs_mode = logprobs_mode(self.args.temperature)
         cpu = not torch.cuda.is_available()
+        dtype = next(model.parameters()).dtype
+        length = max_model_len(self.args, model.config)
         if cpu:
-            # The engine runs in this process; its CPU KV cache is sized for a generation batch.
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            tokens = self.args.vllm_max_model_length or (
-                (self.args.max_prompt_length or 512) + (self.args.max_completion_length or 256)
-            )
-            gib = kv_cache_gib(model.config, self.max_num_seqs, tokens)
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(gib))
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine runs in this process
         from vllm import LLM  # optional dependency, imported once the engine is wanted
 
         # Several trainer processes (vLLM's own single-process group does not count).
@@ -128,9 +141,9 @@ class VLLMColocateGenerator:
         )
         kwargs: dict[str, Any] = {
             "model": model_dir,
-            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            "dtype": str(dtype).removeprefix("torch."),
             "seed": self.seed,
-            "max_model_len": self.args.vllm_max_model_length,
+            "max_model_len": length,
             "max_num_seqs": self.max_num_seqs,
             "tensor_parallel_size": self.args.vllm_tensor_parallel_size,
             "gpu_memory_utilization": self.args.vllm_gpu_memory_utilization,
@@ -142,13 +155,25 @@ class VLLMColocateGenerator:
             "generation_config": "vllm",  # our sampling fields, not the checkpoint's defaults
             "enforce_eager": cpu,
         }
+        if cpu and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            # A generation batch's worth (vLLM's CPU default is 4 GiB, whatever the model).
+            kwargs["kv_cache_memory_bytes"] = kv_cache_bytes(model.config, dtype, self.max_num_seqs, length)
         if distributed or self.args.vllm_tensor_parallel_size > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"  # one engine per trainer process
+        # vLLM's CPU worker replaces torch.set_num_threads with a no-op for the whole process;
+        # training shares this process, so the thread count and the function are put back.
+        threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
         try:
             llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types; the message says which model failed
             raise RuntimeError(f"vLLM could not load the policy ({type(model).__name__}): {exc}") from exc
-        self._engine.synced_version = self._version_getter()
+        finally:
+            torch.set_num_threads = set_num_threads
+            torch.set_num_threads(threads)
+        self._engine.synced_version, self._engine.synced_weights = (
+            self._version_getter(),
+            weights_version(model),
+        )
         return llm
 
     def push_weights(self) -> None:
@@ -159,13 +184,22 @@ class VLLMColocateGenerator:
         self.llm.reset_prefix_cache()
         self._engine.pushes += 1
 
+    def start(self) -> None:
+        """Build the engine now (as TRL does at trainer construction), not on the first batch:
+        a model vLLM cannot load fails here, and the start-up is not charged to a training step."""
+        _ = self.llm
+
     def _sync(self) -> None:
+        """Push when the optimizer step moved, or any parameter was written in place since the
+        last push (weights loaded after the engine started, a resumed checkpoint)."""
         version = self._version_getter()
         if self._engine.llm is None:
             self._engine.llm = self._build_engine()
-        elif version != self._engine.synced_version:
+            return
+        written = weights_version(self._model_getter())
+        if version != self._engine.synced_version or written != self._engine.synced_weights:
             self.push_weights()
-            self._engine.synced_version = version
+            self._engine.synced_version, self._engine.synced_weights = version, written
 
     # -- sampling ----------------------------------------------------------------------------------
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
@@ -174,8 +208,12 @@ class VLLMColocateGenerator:
             return []
         if max_new_tokens < 1:
             return [[] for _ in prompt_ids]
+        if self.args.vllm_enable_sleep_mode and self._engine.llm is not None:
+            self._engine.llm.wake_up()  # weights back on the GPU, KV cache reallocated
         self._sync()
         rows = self._sample(prompt_ids, max_new_tokens)
+        if self.args.vllm_enable_sleep_mode:
+            self._engine.llm.sleep(level=1)  # weights to host memory, KV cache freed, for the train step
         self.last_logprobs = [row.token_logprobs for row in rows]
         return [row.token_ids for row in rows]
 
@@ -225,6 +263,7 @@ class _EngineState:
         self.llm: Any = None
         self.model_dir: str | None = None
         self.synced_version: Any = None
+        self.synced_weights = -1
         self.pushes = 0
         self.device = torch.device("cpu")
         self.logprobs_mode = "processed_logprobs"
@@ -239,4 +278,4 @@ class _EngineState:
         self.close()
 
 
-__all__ = ["VLLMColocateGenerator", "kv_cache_gib"]
+__all__ = ["VLLMColocateGenerator", "kv_cache_bytes", "max_model_len"]

@@ -82,6 +82,12 @@ def plain_sampling(fields: dict[str, Any]) -> bool:
     )
 
 
+def weights_version(model: torch.nn.Module) -> int:
+    """Changes whenever a parameter is modified in place (an optimizer step, ``load_state_dict``):
+    the sum of the parameters' autograd version counters."""
+    return sum(p._version for p in model.parameters())
+
+
 def row_seeds(base_seed: int, batch_index: int, rows: int) -> list[int]:
     """One seed per row, a function of the run's seed and the batch's index only: a batch draws
     the same tokens whatever was sampled before it."""
@@ -145,4 +151,5 @@ __all__ = [
     "sampling_fields",
     "support_from_rows",
     "vllm_available",
+    "weights_version",
 ]

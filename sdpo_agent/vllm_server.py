@@ -99,6 +99,16 @@ class VLLMServerGenerator:
         other.last_record, other.last_logprobs = None, []
         return other
 
+    def start(self) -> None:
+        """Connect now: a server that does not answer fails the trainer's construction."""
+        _ = self.client
+
+    def close(self) -> None:
+        """The server stays up (it is not ours); the NCCL group, if any, is closed."""
+        if self._client is not None and self._state.communicator_ready:
+            self._client.close_communicator()
+            self._state.communicator_ready = False
+
     def push_weights(self) -> None:
         if not torch.cuda.is_available():
             raise RuntimeError(

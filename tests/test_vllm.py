@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import subprocess
@@ -106,6 +107,11 @@ def test_sampled_log_probs_are_the_policys_temperature_scaled_ones(tiny):
         expected = policy_log_probs(model, prompt, completion, 0.7)
         picked = expected.gather(-1, torch.tensor(completion).unsqueeze(-1)).squeeze(-1)
         assert torch.allclose(torch.tensor(logprobs), picked, atol=1e-4)
+    # The engine shares the trainer's process: it must leave torch's thread setting usable.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(threads)
     # Raw log-probs (temperature 1) would be far from these: the test can tell them apart.
     raw = policy_log_probs(model, prompts[0], completions[0], 1.0)
     raw_picked = raw.gather(-1, torch.tensor(completions[0]).unsqueeze(-1)).squeeze(-1)
@@ -475,3 +481,60 @@ def test_server_mode_generates_on_a_real_server(tiny, vllm_server):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="NCCL, which needs a CUDA device"):
             generator.generate(prompts[:1], 2)
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+@needs_vllm
+def test_train_and_eval_commands_generate_with_vllm(tmp_path, capsys):
+    from sdpo_agent.cli import main
+
+    out = tmp_path / "run"
+    small = [
+        "--model",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--num-generations",
+        "2",
+        "--max-completion-length",
+        "6",
+        "--eval-every",
+        "0",
+        "--eval-tasks",
+        "2",
+        "--eval-samples",
+        "2",
+    ]
+    assert main(["train", "--env", "test/VllmParity-v0", *small, "--output-dir", str(out), "--use-vllm"]) == 0
+    job = json.loads((out / "job.json").read_text())
+    assert job["overrides"] == {"use_vllm": True}
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["step"] for h in summary["heldout"]] == [
+        0,
+        2,
+    ]  # held-out evaluation through the trainer's engine
+    capsys.readouterr()
+    argv = [
+        "eval",
+        "--env",
+        "test/VllmParity-v0",
+        "--model",
+        str(out / "final"),
+        "--tasks",
+        "2",
+        "--samples",
+        "2",
+        "--k",
+        "1,2",
+        "--max-completion-length",
+        "6",
+        "--json",
+        "--use-vllm",
+    ]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tasks"] == 2 and sum(report["verdicts"].values()) == 4
