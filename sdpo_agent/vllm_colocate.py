@@ -15,7 +15,6 @@ policy's log softmax(z / T) (``logprobs_mode``).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -26,15 +25,13 @@ from typing import Any
 
 import torch
 
-from .rollout_record import RolloutRecord
 from .vllm_sampling import (
     SampledRow,
+    VLLMBackend,
     cut_row,
     plain_sampling,
     require_vllm,
-    row_seeds,
     sampling_fields,
-    support_from_rows,
     weights_version,
 )
 
@@ -63,7 +60,7 @@ def kv_cache_bytes(config: Any, dtype: torch.dtype, sequences: int, tokens_per_s
     return max(_MIN_KV_CACHE_BYTES, math.ceil(1.25 * per_token * max(1, sequences) * tokens_per_sequence))
 
 
-class VLLMColocateGenerator:
+class VLLMColocateGenerator(VLLMBackend):
     """``GenerationBackend`` over ``vllm.LLM`` in this process; see the module docstring."""
 
     def __init__(
@@ -82,27 +79,11 @@ class VLLMColocateGenerator:
             raise ValueError(
                 "vllm_enable_sleep_mode=True needs a GPU: vLLM's CPU backend has no sleep mode (set it to False)"
             )
-        self._model_getter = model_getter
-        self.tokenizer = tokenizer
-        self.args = args
-        self.eos_ids = set(eos_token_ids)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        self._version_getter = version_getter or (lambda: None)
-        self.seed = seed
+        super().__init__(
+            model_getter, tokenizer, args, eos_token_ids, version_getter=version_getter, seed=seed
+        )
         self.max_num_seqs = max_num_seqs
-        self.support_topk = 0  # set per batch by the trainer: record the top-k support for the loss
-        self.record_budget_bytes = 0  # layer inputs are the hand-written sampler's; vLLM keeps none
-        self.last_record: RolloutRecord | None = None
-        self.last_logprobs: list[list[float]] = []
         self._engine = _EngineState()  # shared with the views made by ``with_settings``
-        self._batches = 0
-
-    def with_settings(self, args: Any) -> VLLMColocateGenerator:
-        """The same engine and weights, other sampling fields (held-out evaluation)."""
-        other = copy.copy(self)
-        other.args, other.support_topk, other._batches = args, 0, 0
-        other.last_record, other.last_logprobs = None, []
-        return other
 
     # -- the engine --------------------------------------------------------------------------------
     @property
@@ -211,31 +192,25 @@ class VLLMColocateGenerator:
         if self.args.vllm_enable_sleep_mode and self._engine.llm is not None:
             self._engine.llm.wake_up()  # weights back on the GPU, KV cache reallocated
         self._sync()
-        rows = self._sample(prompt_ids, max_new_tokens)
+        rows, k = self._sample(prompt_ids, max_new_tokens)
         if self.args.vllm_enable_sleep_mode:
             self._engine.llm.sleep(level=1)  # weights to host memory, KV cache freed, for the train step
-        self.last_logprobs = [row.token_logprobs for row in rows]
-        return [row.token_ids for row in rows]
+        return self.keep(rows, k, self._engine.synced_version, self._engine.device)
 
-    def _sample(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[SampledRow]:
+    def _sample(
+        self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> tuple[list[SampledRow], int]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         fields = sampling_fields(self.args, max_new_tokens, self.eos_ids)
         exact = self._engine.logprobs_mode == "raw_logprobs" or plain_sampling(fields)
         k = self.support_topk if exact else 0
-        seeds = row_seeds(self.seed, self._batches, len(prompt_ids))
-        self._batches += 1
+        seeds = self.next_seeds(len(prompt_ids))
         params = [SamplingParams(**fields, seed=s, logprobs=k, detokenize=False) for s in seeds]
         prompts = [TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        rows = [self._parse(output.outputs[0], max_new_tokens) for output in outputs]
-        if k:
-            completion_ids, support = support_from_rows(rows, k, self.pad_id)
-            self.last_record = RolloutRecord.support_only(
-                completion_ids, support, self.args.temperature, self._engine.synced_version
-            ).to(self._engine.device)
-        return rows
+        return [self._parse(output.outputs[0], max_new_tokens) for output in outputs], k
 
     def _parse(self, completion: Any, max_new_tokens: int) -> SampledRow:
         token_ids = list(completion.token_ids)

@@ -11,14 +11,16 @@ support does not apply and the loss computes its own (``plain_sampling``).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .generation import cut_after_eos
+from .rollout_record import RolloutRecord
 from .topk_head import TopKSupport
 
 VLLM_INSTALL_HINT = (
@@ -141,9 +143,60 @@ def support_from_rows(rows: Sequence[SampledRow], k: int, pad_id: int) -> tuple[
     return ids, TopKSupport(values, indices, token_log_probs)
 
 
+class VLLMBackend:
+    """What both vLLM backends hold: the policy getter, sampling fields, per-batch seeds, and the
+    last batch's log-probs and top-k support record."""
+
+    def __init__(
+        self,
+        model_getter: Callable[[], torch.nn.Module],
+        tokenizer: Any,
+        args: Any,
+        eos_token_ids: Sequence[int],
+        *,
+        version_getter: Callable[[], Any] | None,
+        seed: int,
+    ) -> None:
+        self._model_getter = model_getter
+        self.tokenizer = tokenizer
+        self.args = args
+        self.eos_ids = set(eos_token_ids)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self._version_getter = version_getter or (lambda: None)
+        self.seed = seed
+        self.support_topk = 0  # set per batch by the trainer: record the top-k support for the loss
+        self.record_budget_bytes = 0  # layer inputs are the hand-written sampler's; vLLM keeps none
+        self.last_record: RolloutRecord | None = None
+        self.last_logprobs: list[list[float]] = []
+        self._batches = 0
+
+    def with_settings(self, args: Any):
+        """The same engine and weights, other sampling fields (held-out evaluation)."""
+        other = copy.copy(self)
+        other.args, other.support_topk, other._batches = args, 0, 0
+        other.last_record, other.last_logprobs = None, []
+        return other
+
+    def next_seeds(self, rows: int) -> list[int]:
+        seeds = row_seeds(self.seed, self._batches, rows)
+        self._batches += 1
+        return seeds
+
+    def keep(self, rows: Sequence[SampledRow], k: int, version: Any, device: Any) -> list[list[int]]:
+        """Record the batch's log-probs (and top-k support when ``k``); return its token ids."""
+        self.last_logprobs = [row.token_logprobs for row in rows]
+        if k:
+            completion_ids, support = support_from_rows(rows, k, self.pad_id)
+            self.last_record = RolloutRecord.support_only(
+                completion_ids, support, self.args.temperature, version
+            ).to(device)
+        return [row.token_ids for row in rows]
+
+
 __all__ = [
     "VLLM_INSTALL_HINT",
     "SampledRow",
+    "VLLMBackend",
     "cut_row",
     "plain_sampling",
     "require_vllm",

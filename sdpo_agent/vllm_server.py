@@ -11,22 +11,19 @@ with the weights it started with, and a push is refused with that reason.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from .rollout_record import RolloutRecord
 from .vllm_sampling import (
     SampledRow,
+    VLLMBackend,
     cut_row,
     plain_sampling,
     require_vllm,
-    row_seeds,
     sampling_fields,
-    support_from_rows,
 )
 
 
@@ -58,7 +55,7 @@ def connect(args: Any) -> Any:
         ) from exc
 
 
-class VLLMServerGenerator:
+class VLLMServerGenerator(VLLMBackend):
     """``GenerationBackend`` over a ``trl vllm-serve`` server; see the module docstring."""
 
     def __init__(
@@ -72,32 +69,17 @@ class VLLMServerGenerator:
         seed: int = 0,
         client: Any = None,
     ) -> None:
-        self._model_getter = model_getter
-        self.args = args
-        self.eos_ids = set(eos_token_ids)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        self._version_getter = version_getter or (lambda: None)
-        self.seed = seed
-        self.support_topk = 0
-        self.record_budget_bytes = 0
-        self.last_record: RolloutRecord | None = None
-        self.last_logprobs: list[list[float]] = []
+        super().__init__(
+            model_getter, tokenizer, args, eos_token_ids, version_getter=version_getter, seed=seed
+        )
         self._client = client
         self._state = _ServerState(self._version_getter())  # shared with ``with_settings`` views
-        self._batches = 0
 
     @property
     def client(self) -> Any:
         if self._client is None:
             self._client = connect(self.args)
         return self._client
-
-    def with_settings(self, args: Any) -> VLLMServerGenerator:
-        """The same server and weights, other sampling fields (held-out evaluation)."""
-        other = copy.copy(self)
-        other.args, other.support_topk, other._batches = args, 0, 0
-        other.last_record, other.last_logprobs = None, []
-        return other
 
     def start(self) -> None:
         """Connect now: a server that does not answer fails the trainer's construction."""
@@ -135,20 +117,13 @@ class VLLMServerGenerator:
         fields = sampling_fields(self.args, max_new_tokens, self.eos_ids)
         k = self.support_topk if plain_sampling(fields) else 0
         rows = self._request(prompt_ids, fields, k, max_new_tokens)
-        self.last_logprobs = [row.token_logprobs for row in rows]
-        if k:
-            completion_ids, support = support_from_rows(rows, k, self.pad_id)
-            self.last_record = RolloutRecord.support_only(
-                completion_ids, support, self.args.temperature, self._state.synced_version
-            ).to(next(self._model_getter().parameters()).device)
-        return [row.token_ids for row in rows]
+        return self.keep(rows, k, self._state.synced_version, next(self._model_getter().parameters()).device)
 
     def _request(self, prompt_ids, fields: dict[str, Any], k: int, max_new_tokens: int) -> list[SampledRow]:
         distinct: dict[tuple[int, ...], list[int]] = {}
         for row, prompt in enumerate(prompt_ids):
             distinct.setdefault(tuple(prompt), []).append(row)
-        seeds = row_seeds(self.seed, self._batches, len(distinct))
-        self._batches += 1
+        seeds = self.next_seeds(len(distinct))
         out: list[SampledRow | None] = [None] * len(prompt_ids)
         sampling = {key: value for key, value in fields.items() if key not in _CLIENT_ARGS}
         for seed, (prompt, rows) in zip(seeds, distinct.items()):

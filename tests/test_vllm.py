@@ -22,7 +22,7 @@ from sdpo_agent.generation import sampling_settings
 from sdpo_agent.generators import build_generator, sampling_generator
 from sdpo_agent.tiny_model import build_tiny_model
 from sdpo_agent.vllm_sampling import VLLM_INSTALL_HINT, vllm_available
-from sdpo_envs import Feedback, TextEnv, Turn
+from tests.test_trainer import FAST, ParityEnv, TwoTurnEnv
 
 needs_vllm = pytest.mark.skipif(
     not vllm_available(),
@@ -31,42 +31,6 @@ needs_vllm = pytest.mark.skipif(
 )
 # One worker runs every engine test: each xdist process would otherwise start engines of its own.
 pytestmark = pytest.mark.xdist_group("vllm")
-
-FAST = {
-    "per_device_train_batch_size": 4,
-    "num_generations": 4,
-    "max_completion_length": 12,
-    "logging_steps": 1,
-    "report_to": "none",
-    "gradient_checkpointing": False,
-    "save_strategy": "no",
-    "disable_tqdm": True,
-}
-
-
-class ParityEnv(TextEnv):
-    default_dataset = [{"n": i} for i in range(16)]
-
-    def build_messages(self, task):
-        return [{"role": "user", "content": f"Say something of even length ({task['n']})."}]
-
-    def judge(self, task, action):
-        if len(action) % 2 == 0:
-            return 1.0, Feedback.passed()
-        return 0.0, Feedback(f"Your answer has odd length {len(action)}.", "wrong_answer")
-
-
-class TwoTurnEnv(ParityEnv):
-    def __init__(self, **kwargs):
-        super().__init__(max_turns=3, **kwargs)
-
-    def respond(self, action):
-        if self.turn == 1:
-            return Turn(
-                0.0, Feedback("Tool ran.", "wrong_answer"), next_observation="RESULT: 42. Now answer."
-            )
-        return super().respond(action)
-
 
 sdpo_envs.register("test/VllmParity-v0", entry_point=ParityEnv)
 
