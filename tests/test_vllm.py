@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import gymnasium as gym
 import pytest
@@ -384,6 +385,24 @@ def test_server_mode_names_the_address_when_nobody_answers(tiny):
     assert time.monotonic() - start < 30
 
 
+def wait_until_healthy(url: str, server: subprocess.Popen, log_path, timeout_s: float) -> None:
+    """Fail at once, with the server's last log lines, when it exits before answering."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            tail = "\n".join(log_path.read_text().splitlines()[-30:])
+            pytest.fail(f"the vLLM server exited with {server.returncode} before answering:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    server.kill()
+    pytest.fail(f"the vLLM server did not answer {url}/health within {timeout_s} s")
+
+
 @pytest.fixture(scope="module")
 def vllm_server(tiny, tmp_path_factory):
     """``vllm serve`` as ``trl vllm-serve`` starts it (its flags), on a free loopback port."""
@@ -413,8 +432,12 @@ def vllm_server(tiny, tmp_path_factory):
         "-1",
     ]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    yield f"http://127.0.0.1:{port}", server
+    log_path = path / "server.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: vLLM logs enough to fill a pipe and block
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_healthy(url, server, log_path, timeout_s=240)
+    yield url, server
     server.terminate()
     try:
         server.wait(timeout=30)
