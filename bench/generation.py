@@ -1,5 +1,5 @@
-"""Sampling speed of the generation backends, side by side: transformers ``generate()``, the
-hand-written static-cache sampler, and vLLM (in-process, ``use_vllm=True``).
+"""Sampling speed of the generation backends, side by side: transformers ``generate()`` (the
+default without vLLM) and vLLM (in-process, ``use_vllm=True``).
 
     .venv/bin/python bench/generation.py [--models smollm2-135m,tiny] [--rows 8] [--tokens 64]
         [--batches 3] [--threads 1] [--show bench/results/generation.json]
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "@@GENERATION_RESULT@@"
-BACKENDS = ("generate", "hand-written", "vllm")
+BACKENDS = ("generate", "vllm")
 QUESTIONS = [
     "What is 17 + 25?",
     "Name a prime larger than 20.",
@@ -39,7 +39,6 @@ QUESTIONS = [
 def measure(backend: str, model_name: str, rows: int, tokens: int, batches: int) -> dict:
     import torch
 
-    from sdpo_agent.fast_generation import StaticCacheGenerator
     from sdpo_agent.generation import TransformersGenerator, sampling_settings
     from sdpo_agent.generators import build_generator
     from sdpo_agent.models import resolve_model
@@ -52,8 +51,6 @@ def measure(backend: str, model_name: str, rows: int, tokens: int, batches: int)
     )
     if backend == "generate":
         generator = TransformersGenerator(lambda: model, tokenizer, settings, eos)
-    elif backend == "hand-written":
-        generator = StaticCacheGenerator(lambda: model, tokenizer, settings, eos)
     else:
         generator = build_generator(lambda: model, tokenizer, settings, eos, max_num_seqs=rows)
     group = 4

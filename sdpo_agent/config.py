@@ -16,7 +16,7 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
 TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
-# generation_dtype, teacher_compute_dtype, teacher_storage_dtype (compact_weights.LOW_PRECISION_DTYPES).
+# teacher_compute_dtype, teacher_storage_dtype (compact_weights.LOW_PRECISION_DTYPES).
 LOW_PRECISION_DTYPES = (None, "bfloat16")
 VLLM_MODES = ("colocate", "server")
 VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
@@ -101,40 +101,6 @@ class RolloutConfig(TrainingArguments):
     judge_workers: int | None = field(
         default=None, metadata={"help": "threads judging rollouts concurrently"}
     )
-    use_fast_decoder: bool = field(
-        default=True,
-        metadata={
-            "help": "Llama-family models: our static-cache sampler and prefix-shared, self-checkpointed "
-            "forwards (the same results up to float rounding); False: the model's own generate()/forward"
-        },
-    )
-    generation_dtype: str | None = field(
-        default=None,
-        metadata={
-            "help": "'bfloat16': the fast decoder samples from a bfloat16 copy of the policy, filled per "
-            "generation batch and emptied after (several times faster on GPUs and AMX CPUs; the tokens "
-            "come from the rounded weights). None: sample with the training weights"
-        },
-    )
-
-    pack_decode_weights: bool = field(
-        default=True,
-        metadata={
-            "help": "CPU with oneDNN: the fast decoder samples through packed copies of the large weight "
-            "matrices (in float32, the fused q|k|v, o, gate|up, down and LM head matrices), made per "
-            "generation batch and freed after (1.5-2.6x faster decode products; the same arithmetic up to "
-            "the order of additions). False: multiply by the training weights"
-        },
-    )
-
-    match_generate_sampling: bool = field(
-        default=False,
-        metadata={
-            "help": "True: the fast decoder draws with torch.multinomial as generate() does, so a seed gives "
-            "generate()'s tokens (its exponential variates cost about 18 ns per vocabulary entry on a CPU). "
-            "False: one uniform number per row through the cumulative sum, the same distribution, other tokens"
-        },
-    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None:
@@ -206,10 +172,6 @@ class RolloutConfig(TrainingArguments):
             ),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
-            (
-                self.generation_dtype in LOW_PRECISION_DTYPES,
-                f"generation_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.generation_dtype!r}",
-            ),
         ]
         checks += self._vllm_checks()
         if self.num_generations_eval is not None:

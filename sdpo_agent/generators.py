@@ -1,6 +1,5 @@
 """Which generation backend samples: vLLM (colocated or on a server) with ``use_vllm``,
-otherwise the hand-written static-cache sampler (which hands what it does not cover to
-``generate()``).
+otherwise transformers' ``generate()`` on the training model itself.
 
 Evaluation and discovery sample from models that are not being trained; they share one vLLM
 engine per model (``sampling_generator``), so a job starts an engine once, not once a task.
@@ -14,8 +13,7 @@ from typing import Any
 
 import torch
 
-from .fast_generation import StaticCacheGenerator
-from .generation import GenerationBackend
+from .generation import GenerationBackend, TransformersGenerator
 from .vllm_colocate import VLLMColocateGenerator
 from .vllm_sampling import weights_version
 from .vllm_server import VLLMServerGenerator
@@ -50,7 +48,7 @@ def build_generator(
             seed=seed,
             max_num_seqs=max_num_seqs,
         )
-    return StaticCacheGenerator(model_getter, tokenizer, args, eos_token_ids, version_getter=version_getter)
+    return TransformersGenerator(model_getter, tokenizer, args, eos_token_ids)
 
 
 def sampling_generator(

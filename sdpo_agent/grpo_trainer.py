@@ -8,6 +8,7 @@ import torch
 
 from .config import GRPOConfig
 from .losses import aggregate, policy_loss, selective_log_softmax
+from .policy_logits import student_logits
 from .teacher import _frozen_copy
 from .trainer_base import RolloutTrainer, zero_loss
 
@@ -79,14 +80,11 @@ class GRPOTrainer(RolloutTrainer):
         if rows is not None and rows.numel() == 0:
             loss = zero_loss(model)
         else:
-            logits = self.student_logits(model, inputs, rows)
+            logits = student_logits(model, inputs, self.args.temperature, rows)
             ref_logps = None
             if self.ref_model is not None:
-                ids, mask = self._student_inputs(inputs)
                 with torch.no_grad():
-                    ref_logits = self.completion_logits(
-                        self.ref_model, ids, mask, inputs["completion_ids"].shape[1]
-                    )
+                    ref_logits = student_logits(self.ref_model, inputs, self.args.temperature)
                     ref_logps = selective_log_softmax(ref_logits, inputs["completion_ids"])
             loss = policy_gradient_loss(self, logits, inputs, ref_logps, rows)
         self._metrics[mode]["policy_loss"].append(loss.item())

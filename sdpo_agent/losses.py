@@ -198,7 +198,7 @@ def topk_renormalised_divergence(
 
     This is a_k = z_S[I_k] − logsumexp(z_S) renormalised over the K entries (likewise b):
     the full-vocabulary logsumexps cancel, so nothing outside I enters the value or the
-    gradient (which lets the trainer skip the dense head backward, see ``topk_head``).
+    gradient.
     """
     return divergence(_renormalise(student_topk_logits), _renormalise(teacher_topk_logits), alpha)
 

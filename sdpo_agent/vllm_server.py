@@ -105,7 +105,7 @@ class VLLMServerGenerator(VLLMBackend):
         client.reset_prefix_cache()
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        self.last_record, self.last_logprobs = None, []
+        self.last_support, self.last_logprobs = None, []
         if not prompt_ids:
             return []
         if max_new_tokens < 1:
@@ -117,7 +117,7 @@ class VLLMServerGenerator(VLLMBackend):
         fields = sampling_fields(self.args, max_new_tokens, self.eos_ids)
         k = self.support_topk if plain_sampling(fields) else 0
         rows = self._request(prompt_ids, fields, k, max_new_tokens)
-        return self.keep(rows, k, self._state.synced_version, next(self._model_getter().parameters()).device)
+        return self.keep(rows, k, next(self._model_getter().parameters()).device)
 
     def _request(self, prompt_ids, fields: dict[str, Any], k: int, max_new_tokens: int) -> list[SampledRow]:
         distinct: dict[tuple[int, ...], list[int]] = {}

@@ -7,8 +7,7 @@ import copy
 import torch
 
 from sdpo_agent.compact_weights import CompactWeights, stochastic_round_to_bfloat16
-from sdpo_agent.decoder import DecoderView
-from sdpo_agent.packed_forward import packed_completion_logits
+from sdpo_agent.policy_logits import completion_logits
 from sdpo_agent.teacher import Teacher
 from sdpo_agent.tiny_model import build_tiny_model
 from tests.test_trainer import StopAfterFirstStep, resumable_trainer
@@ -47,13 +46,10 @@ def test_compact_model_computes_in_float32_with_rounded_weights():
     ids = torch.randint(3, 200, (2, 7), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(compact(input_ids=ids).logits, expected_model(input_ids=ids).logits)
-        # The fast decoder path calls the same modules, so the hooks serve it too.
-        view, expected_view = DecoderView.of(compact), DecoderView.of(expected_model)
-        assert view is not None and expected_view is not None
-        mask = torch.ones_like(ids[:, :4])
-        got = packed_completion_logits(view, ids[:, :4], mask, ids[:, 4:], checkpoint=False)
-        want = packed_completion_logits(expected_view, ids[:, :4], mask, ids[:, 4:], checkpoint=False)
-        torch.testing.assert_close(got, want)
+        # Through the trainer's own completion forward too.
+        mask = torch.ones_like(ids)
+        got = completion_logits(compact, ids, mask, 3)
+        torch.testing.assert_close(got, completion_logits(expected_model, ids, mask, 3))
     assert all(p.untyped_storage().nbytes() <= 4 for p in matrices)  # released after the calls
 
 

@@ -75,7 +75,6 @@ def test_reference_overrides_of_training_arguments(tmp_path):
         ({"distillation_weight": 0.0}, ["distillation_only", "distillation_weight"]),
         ({"max_reprompt_len": 0}, ["max_reprompt_len"]),
         ({"teacher_storage_dtype": "float8"}, ["teacher_storage_dtype"]),
-        ({"generation_dtype": "float16"}, ["generation_dtype"]),
         ({"teacher_compute_dtype": "int8"}, ["teacher_compute_dtype"]),
         ({"distillation_alpha": 0.5}, ["distillation_alpha=1.0", "full_logit_distillation=True"]),
         ({"distillation_topk": 20}, ["distillation_topk", "full_logit_distillation"]),
