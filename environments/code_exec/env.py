@@ -27,7 +27,9 @@ class CodeExecEnv(TextEnv):
     ``"process"`` (needs ``allow_unsafe=True``) or a backend instance. ``time_limit_s`` (CPU
     per test) and ``memory_mb`` (per test), or ``limits=CodeLimits(...)`` for all of them.
     ``reward``: ``"binary"`` (default: 1 only if every test passes) or ``"fraction"`` (share of
-    all tests passed, public and hidden). Feedback policy: ``show_public_tests``,
+    all tests passed, public and hidden). ``strict_types``: a call test's result must also
+    have the expected scalar types (``1`` does not pass for ``True``, nor ``2.0`` for ``2``);
+    default Python's ``==``, as HumanEval's own asserts. Feedback policy: ``show_public_tests``,
     ``show_expected``, ``reveal_hidden_counts``, ``max_failing_shown``.
     """
 
@@ -53,6 +55,7 @@ class CodeExecEnv(TextEnv):
         reveal_hidden_counts: bool = True,
         max_failing_shown: int = 3,
         allow_unsafe: bool = False,
+        strict_types: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)
@@ -70,6 +73,7 @@ class CodeExecEnv(TextEnv):
             max_chars=self.max_feedback_chars,
         )
         self.allow_unsafe = allow_unsafe
+        self.strict_types = strict_types
 
     def validate_task(self, task: Row) -> Row:
         return normalize_row(task)
@@ -104,5 +108,6 @@ class CodeExecEnv(TextEnv):
             policy=self.policy,
             reward=self.reward_mode,  # type: ignore[arg-type]
             allow_unsafe=self.allow_unsafe,
+            strict_types=self.strict_types,
         )
         return judgement.reward, judgement.feedback

@@ -162,9 +162,18 @@ def preload_modules(*sources: str) -> list[str]:
 
 
 def _payload(
-    solution: str, prelude: str, tests: Sequence[CodeTest], limits: CodeLimits, site_dirs: Sequence[str] = ()
+    solution: str,
+    prelude: str,
+    tests: Sequence[CodeTest],
+    limits: CodeLimits,
+    site_dirs: Sequence[str] = (),
+    strict_types: bool = False,
 ) -> bytes:
     specs = [t.to_spec() for t in tests]
+    if strict_types:
+        for spec in specs:
+            if spec["kind"] == "call":
+                spec["strict"] = True
     public = {
         "solution": solution,
         "prelude": prelude,
@@ -257,13 +266,15 @@ def judge_code(
     policy: FeedbackPolicy | None = None,
     reward: RewardMode = "binary",
     allow_unsafe: bool = False,
+    strict_types: bool = False,
 ) -> CodeJudgement:
     """Run ``solution`` against ``tests`` in the sandbox and judge it.
 
     ``prelude`` is trusted code run in the solution's namespace first (e.g. the imports a
     dataset assumes). ``reward``: ``"binary"`` (1 if every test passes, else 0) or
-    ``"fraction"`` (the share of all tests, public and hidden, that pass). Never raises for
-    anything the solution does; a broken sandbox gives a ``judge_error`` judgement.
+    ``"fraction"`` (the share of all tests, public and hidden, that pass). ``strict_types``: a
+    call test's result must also have the expected scalar types (``1`` is not ``True``). Never
+    raises for anything the solution does; a broken sandbox gives a ``judge_error`` judgement.
     """
     if reward not in REWARD_MODES:
         raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
@@ -275,7 +286,7 @@ def judge_code(
         return _judge_error(f"sandbox unavailable: {exc}")
     try:
         build = harness_for(sandbox)
-        payload = _payload(solution, prelude, parsed, limits, build.site_dirs)
+        payload = _payload(solution, prelude, parsed, limits, build.site_dirs, strict_types)
         result = sandbox.run(
             [sandbox.python, "-S", build.script],
             files=build.files,

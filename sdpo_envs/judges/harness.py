@@ -269,30 +269,54 @@ def _close(a, b):
     return abs(a - b) <= FLOAT_TOL * max(1.0, abs(b))
 
 
-def values_equal(actual, expected):
-    """``==`` after tuples become lists; floats within 1e-6 absolute-or-relative error."""
-    return _values_equal(_normalise(actual), _normalise(expected))
+def values_equal(actual, expected, strict=False):
+    """``==`` after tuples become lists; an expected float matches a number within 1e-6
+    absolute-or-relative error. ``strict``: scalars must also have the expected type (``1`` is
+    not ``True``, ``2.0`` is not ``2``). A value too deep or too large to compare is not equal:
+    the solution made it, so it is a wrong answer, never an error of the judge."""
+    try:
+        return _values_equal(_normalise(actual), _normalise(expected), strict)
+    except (RecursionError, OverflowError, MemoryError, ValueError, TypeError):
+        return False
 
 
-def _values_equal(a, e):
-    if isinstance(e, float) and isinstance(a, (int, float)) and not isinstance(a, bool):
-        if math.isfinite(e) and math.isfinite(a):
-            return _close(float(a), e)
+def _values_equal(a, e, strict):
+    if strict and not isinstance(e, (list, dict)) and type(a) is not type(e):
+        return False
+    if isinstance(e, bool) or isinstance(a, bool):
+        return type(a) is type(e) and a == e if strict else bool(a == e)
+    if isinstance(e, float) and isinstance(a, (int, float)):
+        if math.isfinite(e) and (type(a) is int or math.isfinite(a)):
+            return _close(float(a), e)  # an int beyond float range raises OverflowError: unequal
         return a == e or (math.isnan(e) and isinstance(a, float) and math.isnan(a))
     if isinstance(e, list) and isinstance(a, list):
-        return len(a) == len(e) and all(_values_equal(x, y) for x, y in zip(a, e))
+        return len(a) == len(e) and all(_values_equal(x, y, strict) for x, y in zip(a, e))
     if isinstance(e, dict) and isinstance(a, dict):
-        return a.keys() == e.keys() and all(_values_equal(a[k], e[k]) for k in e)
-    try:
-        return bool(a == e)
-    except Exception:
-        return False
+        return a.keys() == e.keys() and all(_values_equal(a[k], e[k], strict) for k in e)
+    return bool(a == e)
+
+
+def _integer_token(token):
+    """The canonical form of a token that spells an integer (``-12``, ``+12``, ``012``, ``12.0``,
+    ``12.000``), or None. Compared as text: no digit limit, no float rounding."""
+    sign = "-" if token[:1] == "-" else ""
+    body = token[1:] if token[:1] in "+-" else token
+    whole, dot, frac = body.partition(".")
+    if not (whole.isascii() and whole.isdigit()):
+        return None
+    if dot and not (frac and frac.isascii() and frac.isdigit() and not frac.strip("0")):
+        return None
+    digits = whole.lstrip("0") or "0"
+    return digits if digits == "0" else sign + digits
 
 
 def _tokens_equal(a, e):
     if a == e:
         return True
-    if e.lstrip("+-").isdigit() and a.lstrip("+-").isdigit():  # two integers: exact, no tolerance
+    expected_integer = _integer_token(e)
+    if expected_integer is not None:  # an integer expected: that exact integer, no tolerance
+        return _integer_token(a) == expected_integer
+    if "_" in a or "_" in e:  # float() reads 1_000; no judge does
         return False
     try:
         fa, fe = float(a), float(e)
@@ -305,8 +329,9 @@ def outputs_match(actual, expected):
     """Stdout comparison: line by line, whitespace-insensitive, 1e-6 tolerance on real numbers.
 
     Leading/trailing blank lines and the whitespace around and between tokens are ignored;
-    interior blank lines count. Two integer tokens must be equal; otherwise two numeric
-    tokens match when close (absolute or relative error <= 1e-6), so ``300.0`` matches ``300``.
+    interior blank lines count. Where the expected token is an integer the output must be that
+    integer (``300`` or ``300.0``, not ``300.0000001`` or ``3e2``); where it is a non-integer
+    number, a number within 1e-6 absolute or relative error matches (as LiveCodeBench's checker).
     """
     a_lines = actual.strip().splitlines()
     e_lines = expected.strip().splitlines()
@@ -1113,11 +1138,24 @@ def _classify_end(run, limits, message=None):
     return None
 
 
+def _shown(value):
+    """``repr(value)``, bounded; a placeholder for a value too deep or too large to print."""
+    try:
+        return repr(value)[:MAX_SHOWN]
+    except (RecursionError, ValueError, MemoryError, OverflowError):
+        return "<a value too deeply nested or too large to show>"
+
+
+def _text(value, limit):
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def _clean_exc(exc):
-    """The worker's description of an exception, reduced to bounded plain fields."""
+    """The worker's description of an exception, reduced to bounded plain fields (a forged
+    description is plain text at worst: nothing of it is converted or printed as given)."""
     if not isinstance(exc, dict):
         return None
-    clean = {"type": str(exc.get("type"))[:100], "msg": str(exc.get("msg", ""))[:MAX_SHOWN]}
+    clean = {"type": _text(exc.get("type"), 100) or "Exception", "msg": _text(exc.get("msg", ""), MAX_SHOWN)}
     if type(exc.get("line")) is int:
         clean["line"] = exc["line"]
     for key, limit in (("func", 100), ("source", 200)):
@@ -1197,7 +1235,7 @@ class _Candidate:
         if value is None and reply.get("ok") != "null":
             self.failure = ({"verdict": "runtime_error", "detail": "no_result"}, {})
             raise _WorkerFailed()
-        self.last_result = repr(value)[:MAX_SHOWN]
+        self.last_result = _shown(value)
         return value
 
     def _reply(self):
@@ -1255,7 +1293,7 @@ def _call_test(launch, test, limits):
         except _WorkerFailed:
             outcome, message = _failed_outcome(run, candidate)
             return candidate.describe(_finish(run, limits, outcome, message))
-        if values_equal(actual, test["expected"]):
+        if values_equal(actual, test["expected"], test.get("strict") is True):
             return _finish(run, limits, {"verdict": "pass"})
         return _finish(run, limits, {"verdict": "wrong_answer", "actual": candidate.last_result})
     finally:
