@@ -76,7 +76,7 @@ PROBES = [
     ("The answer is \\boxed{}.", "4", "format_error", "empty_answer"),
     ("The answer is \\boxed{4", "4", "format_error", "unclosed_answer"),
     ("The answer is \\boxed 4", "4", "format_error", "malformed_box"),
-    ("\\boxed{\\boxed{4}}", "4", "format_error", "nested_box"),
+    ("\\boxed{x = \\boxed{4}}", "4", "format_error", "nested_box"),  # a box inside other content
     # the right value among others, or not stated as a value
     ("\\boxed{3, 4, 5}", "4", "wrong_answer", "wrong_value"),
     ("\\boxed{x=3 \\text{ or } 4}", "4", "wrong_answer", "alternatives"),
@@ -95,11 +95,8 @@ PROBES = [
     ("\\boxed{4\\phantom{5}}", "9", "format_error", "hidden_content"),  # shows 4, read as 9
     ("\\boxed{\\color{white}{3}4}", "4", "format_error", "hidden_content"),
     ("\\boxed{4_{5}}", "4", "format_error", "number_subscript"),  # 4 in base 5?
-    ("\\boxed{4\\%}", "0.04", "wrong_answer", "wrong_value"),  # math-verify takes 4% for 4 and 0.04
-    ("\\boxed{0.04}", "4\\%", "wrong_answer", "wrong_value"),
     # unreadable answers
     ("\\boxed{\\frac{1}{}}", "4", "format_error", "unparseable"),
-    ("\\boxed{4.}", "4", "format_error", "unparseable"),
     # accepted on purpose: the box states the value
     ("\\boxed{4}", "4", "pass", "correct"),
     ("\\boxed{\\text{4}}", "4", "pass", "correct"),
@@ -111,6 +108,19 @@ PROBES = [
     ("\\boxed{2+2}", "4", "pass", "correct"),
     ("\\boxed{1,495}", "1495", "pass", "correct"),
     ("\\boxed{\\frac{3}{4}}", "0.75", "pass", "correct"),
+    ("\\boxed{4.}", "4", "pass", "correct"),  # a full stop after the value
+    ("The answer is \\boxed{8717446.}", "8717446", "pass", "correct"),
+    ("\\boxed{8717446 .}", "8717446", "pass", "correct"),
+    ("\\boxed{x = 4.}", "4", "pass", "correct"),
+    ("\\boxed{4.5.}", "4.5", "pass", "correct"),
+    ("\\boxed{4...}", "4", "format_error", "unparseable"),  # an ellipsis is not a full stop
+    ("\\boxed{\\boxed{4}}", "4", "pass", "correct"),  # math-verify reads nested boxes
+    ("\\boxed{ \\boxed{\\fbox{4}} }", "4", "pass", "correct"),
+    ("\\boxed{10\\%}", "0.1", "pass", "correct"),  # math-verify reads 10% as 0.1 ...
+    ("\\boxed{75\\%}", "\\frac{3}{4}", "pass", "correct"),
+    ("\\boxed{0.04}", "4\\%", "pass", "correct"),
+    ("\\boxed{4\\%}", "0.04", "pass", "correct"),
+    ("\\boxed{5\\%}", "0.04", "wrong_answer", "wrong_value"),
     ("\\boxed{\\text{four}}", "4", "wrong_answer", "wrong_value"),
     ("\\boxed{5}", "4", "wrong_answer", "wrong_value"),
 ]
@@ -147,12 +157,76 @@ def test_answer_tag_format():
     assert judge(env, "<final>4")[1]["feedback"].details["code"] == "unclosed_answer"
 
 
-def test_checker_timeout_is_a_judge_error_and_the_env_recovers():
+# (completion, expected answer, verdict, feedback code) under the two non-default flags
+STRICT_PROBES = [
+    ("\\boxed{\\boxed{4}}", "4", "format_error", "nested_box"),
+    ("\\boxed{4\\%}", "0.04", "wrong_answer", "wrong_value"),  # ... unless a percent is a unit
+    ("\\boxed{0.04}", "4\\%", "wrong_answer", "wrong_value"),
+    ("\\boxed{4\\%}", "4", "pass", "correct"),
+    ("\\boxed{10\\%}", "0.1", "wrong_answer", "wrong_value"),
+]
+
+
+@pytest.mark.parametrize(("completion", "answer", "verdict", "code"), STRICT_PROBES)
+def test_percent_as_unit_and_nested_boxes_are_flags(completion, answer, verdict, code):
+    strict = gym.make("sdpo/Math-v0", percent_as_unit=True, unwrap_nested_boxes=False).unwrapped
+    feedback = judge(strict, completion, answer)[1]["feedback"]
+    assert (feedback.verdict, feedback.details["code"]) == (verdict, code), feedback.text
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "9^{9^{9^{9}}}",  # SymPy evaluates the power tower
+        "(10^{10})!",
+        "10^{10^{10}}",
+        "99^{99^{99}}",
+        "(10^{9})! - (10^{9})!",
+    ],
+)
+def test_an_answer_the_checker_cannot_finish_is_the_models_failure(answer):
     env = gym.make("sdpo/Math-v0", check_timeout_s=0.5).unwrapped
-    reward, info = judge(env, "\\boxed{9^{9^{9^{9}}}}", "4")  # SymPy hangs on this power tower
+    reward, info = judge(env, f"\\boxed{{{answer}}}", "4")
+    feedback = info["feedback"]
+    assert reward == 0.0 and (feedback.verdict, feedback.details["code"]) == ("wrong_answer", "too_complex")
+    assert "too large or too complex" in feedback.text and len(feedback.text) < 1000
+    assert judge(env, "\\boxed{4}", "4")[1]["verdict"] == "pass"  # the env recovers
+
+
+def test_a_checker_failure_is_the_judges_when_the_reference_is_slow_too():
+    env = gym.make("sdpo/Math-v0", check_timeout_s=0.5).unwrapped
+    slow_reference = "{" * 3000 + "4" + "}" * 3000  # parsing it alone outlasts the timeout
+    reward, info = judge(env, "\\boxed{4}", slow_reference)
     assert reward == 0.0 and info["verdict"] == "judge_error" and not info["success"]
     assert "timed out" in info["feedback"].details["reason"]
-    assert judge(env, "\\boxed{4}", "4")[1]["verdict"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        ("{" * 3000 + "2" + "}" * 3000, "too_deep"),
+        ("\\frac{1}{" * 400 + "2" + "}" * 400, "too_deep"),
+        ("(" * 50 + "2" + ")" * 50, "too_deep"),
+        ("[" * 200 + "2" + "]" * 200, "too_deep"),
+        ("1+" * 50000 + "1", "too_long"),
+        ("x" * 1001, "too_long"),
+        ("9" * 4301, "too_many_digits"),
+        ("0." + "3" * 2000, "too_long"),
+        ("0." + "3" * 5000, "too_many_digits"),
+    ],
+)
+def test_answers_too_big_to_check_are_refused_before_parsing(env, answer, code):
+    reward, info = judge(env, f"\\boxed{{{answer}}}", "4")
+    feedback = info["feedback"]
+    assert reward == 0.0 and (feedback.verdict, feedback.details["code"]) == ("format_error", code)
+    assert len(feedback.text) < 1000
+
+
+def test_size_limits_widen_to_what_the_reference_needs(env):
+    deep = "\\frac{1}{" * 14 + "2" + "}" * 14
+    assert judge(env, f"\\boxed{{{deep}}}", deep)[1]["verdict"] == "pass"
+    digits = str(2**3000)  # 904 digits, under every limit
+    assert judge(env, f"\\boxed{{{digits}}}", "2^{3000}")[1]["verdict"] == "pass"
 
 
 def test_unparseable_reference_is_a_judge_error(env):

@@ -7,8 +7,10 @@ Policy (no fallback to the raw text, ever):
 * ``boxed`` format (default): the answer is the content of the last top-level
   ``\\boxed{...}`` (``\\fbox{...}`` counts as a box too). Several boxes are allowed only if
   they all hold the same text (whitespace aside): different boxed values are a hedge and
-  a ``format_error``. A box inside a box, an empty box, an unclosed box and ``\\boxed``
-  without braces are ``format_error`` too.
+  a ``format_error``. Boxes that wrap the whole answer (``\\boxed{\\boxed{2}}``) are
+  unwrapped, as math-verify reads them (``unwrap_nested=False`` refuses them); a box inside
+  other content, an empty box, an unclosed box and ``\\boxed`` without braces are
+  ``format_error``.
 * ``tag`` format: the same rules for the last ``<answer>...</answer>`` (tag name
   configurable); ``$...$``, ``\\(...\\)`` or a single ``\\boxed{...}`` around the whole
   content are unwrapped.
@@ -64,7 +66,35 @@ def _closing_brace(text: str, open_index: int) -> int:
     return -1
 
 
-def _choose(candidates: list[str]) -> Extraction:
+def _box_content(content: str) -> str | None:
+    """What a box wrapping all of ``content`` holds, or None if no box wraps all of it."""
+    match = BOX_COMMAND.match(content)
+    if not match:
+        return None
+    brace = content.find("{", match.end())
+    if (
+        brace < 0
+        or content[match.end() : brace].strip()
+        or _closing_brace(content, brace) != len(content) - 1
+    ):
+        return None
+    return content[brace + 1 : -1].strip()
+
+
+_MAX_UNWRAP = 4  # deeper stacks of boxes stay a nested_box (and cost no quadratic scan)
+
+
+def _strip_boxes(content: str) -> str:
+    """``content`` without the boxes that wrap all of it (``\\boxed{\\boxed{2}}`` -> ``2``)."""
+    for _ in range(_MAX_UNWRAP):
+        inner = _box_content(content)
+        if inner is None:
+            break
+        content = inner
+    return content
+
+
+def _choose(candidates: list[str], unwrap_nested: bool) -> Extraction:
     """Apply the shared rules to the candidates found, in order of appearance."""
     found = tuple(candidates)
     if not candidates:
@@ -72,6 +102,8 @@ def _choose(candidates: list[str]) -> Extraction:
     if len({re.sub(r"\s+", "", c) for c in candidates}) > 1:
         return Extraction(None, "several_answers", found)
     answer = candidates[-1].strip()
+    if unwrap_nested:
+        answer = _strip_boxes(answer)
     if not answer:
         return Extraction(None, "empty_answer", found)
     if BOX_COMMAND.search(answer):
@@ -79,7 +111,7 @@ def _choose(candidates: list[str]) -> Extraction:
     return Extraction(answer, None, found)
 
 
-def extract_boxed(text: str) -> Extraction:
+def extract_boxed(text: str, unwrap_nested: bool = True) -> Extraction:
     """The last top-level ``\\boxed{...}`` of the final section, under the policy above."""
     section = final_section(text)
     if section is None:
@@ -97,7 +129,7 @@ def extract_boxed(text: str) -> Extraction:
             return Extraction(None, "unclosed_answer", tuple(candidates))
         candidates.append(section[brace + 1 : end])
         position = end + 1
-    return _choose(candidates)
+    return _choose(candidates, unwrap_nested)
 
 
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -109,19 +141,11 @@ def _unwrap(content: str) -> str:
         if len(content) > len(left) + len(right) and content.startswith(left) and content.endswith(right):
             content = content[len(left) : -len(right)].strip()
             break
-    match = BOX_COMMAND.match(content)
-    if match:
-        brace = content.find("{", match.end())
-        if (
-            brace >= 0
-            and not content[match.end() : brace].strip()
-            and _closing_brace(content, brace) == len(content) - 1
-        ):
-            content = content[brace + 1 : -1].strip()
-    return content
+    inner = _box_content(content)
+    return content if inner is None else inner
 
 
-def extract_tagged(text: str, tag: str = "answer") -> Extraction:
+def extract_tagged(text: str, tag: str = "answer", unwrap_nested: bool = True) -> Extraction:
     """The content of the last ``<tag>...</tag>`` of the final section, under the policy above."""
     section = final_section(text)
     if section is None:
@@ -131,4 +155,4 @@ def extract_tagged(text: str, tag: str = "answer") -> Extraction:
     tail = section[matches[-1].end() :] if matches else section
     if opening in tail:
         return Extraction(None, "unclosed_answer", tuple(m.group(1) for m in matches))
-    return _choose([_unwrap(m.group(1)) for m in matches])
+    return _choose([_unwrap(m.group(1)) for m in matches], unwrap_nested)

@@ -1,15 +1,19 @@
 """Grade one completion against a reference answer: extraction, screening, math-verify.
 
-The verdict ladder: no usable final answer (see ``extract``) or an answer that cannot be
-read unambiguously (see ``screen``, or math-verify parses nothing) is ``format_error``; an
-answer that states something other than a single value, or the wrong value, is
-``wrong_answer``; a checker timeout/crash or an unparseable *reference* is ``judge_error``.
+The verdict ladder: no usable final answer (see ``extract``), an answer that cannot be read
+unambiguously (see ``screen``, or math-verify parses nothing) or one too long or too deep to
+check is ``format_error``; an answer that states something other than a single value, or
+the wrong value, is ``wrong_answer``. When the checker times out or crashes, the reference
+is checked against itself: if that is quick, the answer caused the failure (``wrong_answer``:
+too large or too complex to evaluate); if not, or if the reference cannot be parsed, the
+judge is at fault (``judge_error``).
 Feedback quotes the model's own answer (unless ``quote_answer`` is off); it names the
 expected answer only when ``reveal_answer`` is set.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -17,7 +21,7 @@ from sdpo_envs import Feedback
 from sdpo_envs.judges.math_verify_pool import CheckResult
 
 from .extract import Extraction, extract_boxed, extract_tagged
-from .screen import screen, strip_percent
+from .screen import screen, screen_size, strip_percent, strip_trailing_period
 
 QUOTE_CHARS = 200
 
@@ -37,6 +41,12 @@ class GradingPolicy:
     # False: verdict feedback says "your final answer" without repeating its value (a small
     # self-teacher tends to copy a quoted wrong answer back instead of avoiding it).
     quote_answer: bool = True
+    # True: a trailing percent sign is a unit, dropped from answer and reference alike
+    # (4\% matches 4, not 0.04). False: math-verify's reading (10\% matches 0.1 and 10).
+    percent_as_unit: bool = False
+    # True: boxes wrapping the whole answer are unwrapped (\boxed{\boxed{2}} reads 2, as in
+    # math-verify). False: any box inside the final answer is a format_error.
+    unwrap_nested_boxes: bool = True
 
     def __post_init__(self) -> None:
         if self.answer_format not in ("boxed", "tag"):
@@ -78,8 +88,8 @@ class GradingPolicy:
 
     def extract(self, completion: str) -> Extraction:
         if self.answer_format == "boxed":
-            return extract_boxed(completion)
-        return extract_tagged(completion, self.answer_tag)
+            return extract_boxed(completion, self.unwrap_nested_boxes)
+        return extract_tagged(completion, self.answer_tag, self.unwrap_nested_boxes)
 
 
 _PROBLEMS = {
@@ -127,20 +137,28 @@ def grade(completion: str, gold: str, policy: GradingPolicy, checker: Checker) -
             gold,
             found=list(extraction.found[:6]),
         )
-    answer, quoted = extraction.answer, policy.quote(extraction.answer)
-    rejection = screen(answer, gold)
+    answer = strip_trailing_period(extraction.answer)
+    quoted = policy.quote(answer)
+    rejection = screen_size(answer, gold) or screen(answer, gold)
     if rejection is not None:
         text = f"Your final answer{quoted} is not accepted: {rejection.message}."
         return 0.0, _feedback(rejection.verdict, text, rejection.code, policy, gold, extracted=answer)
 
+    unit = strip_percent if policy.percent_as_unit else str
     result = checker.check(
-        f"$\\boxed{{{strip_percent(answer)}}}$",
-        _as_latex(strip_percent(gold)),
-        timeout_s=policy.check_timeout_s,
+        f"$\\boxed{{{unit(answer)}}}$", _as_latex(unit(gold)), timeout_s=policy.check_timeout_s
     )
     if not result.judged:
-        return 0.0, Feedback.judge_error(
-            result.error or "checker failed", code="checker_failed", extracted=answer
+        if not _reference_checks(checker, _as_latex(unit(gold)), policy.check_timeout_s):
+            return 0.0, Feedback.judge_error(
+                result.error or "checker failed", code="checker_failed", extracted=answer
+            )
+        text = (
+            f"Your final answer{quoted} could not be checked within {policy.check_timeout_s:g} s: "
+            "it is too large or too complex to evaluate. Box the simplified value."
+        )
+        return 0.0, _feedback(
+            "wrong_answer", text, "too_complex", policy, gold, extracted=answer, checker=result.error
         )
     if result.gold is None:
         return 0.0, Feedback.judge_error(
@@ -160,3 +178,25 @@ def grade(completion: str, gold: str, policy: GradingPolicy, checker: Checker) -
     return 0.0, _feedback(
         "wrong_answer", text, "wrong_value", policy, gold, extracted=answer, parsed=result.answer
     )
+
+
+_quick_references: set[tuple[int, str]] = set()
+_quick_lock = threading.Lock()
+
+
+def _reference_checks(checker: Checker, gold: str, timeout_s: float) -> bool:
+    """Whether ``gold`` checks against itself within ``timeout_s`` (remembered once true).
+
+    After a checker failure this tells whose fault it was: a reference that checks quickly
+    shows the checker works on this task, so the answer made it fail."""
+    key = (id(checker), gold)
+    if key in _quick_references:
+        return True
+    result = checker.check(gold, gold, timeout_s=timeout_s)
+    quick = result.judged and result.correct is True
+    if quick:
+        with _quick_lock:
+            if len(_quick_references) > 4096:
+                _quick_references.clear()
+            _quick_references.add(key)
+    return quick
