@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sdpo_envs.tags import tag_spans
+
 BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
@@ -150,9 +152,8 @@ def extract_tagged(text: str, tag: str = "answer", unwrap_nested: bool = True) -
     section = final_section(text)
     if section is None:
         return Extraction(None, "unclosed_thinking")
-    opening, closing = f"<{tag}>", f"</{tag}>"
-    matches = list(re.finditer(re.escape(opening) + r"(.*?)" + re.escape(closing), section, flags=re.DOTALL))
-    tail = section[matches[-1].end() :] if matches else section
-    if opening in tail:
-        return Extraction(None, "unclosed_answer", tuple(m.group(1) for m in matches))
-    return _choose([_unwrap(m.group(1)) for m in matches], unwrap_nested)
+    spans = tag_spans(section, tag)
+    tail = section[spans[-1][2] :] if spans else section
+    if f"<{tag}>" in tail:
+        return Extraction(None, "unclosed_answer", tuple(section[b:e] for _, b, e in spans))
+    return _choose([_unwrap(section[b:e]) for _, b, e in spans], unwrap_nested)

@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdpo_envs import Feedback
+from sdpo_envs.tags import strip_thinking, tag_contents
 
 FORMAT_HINT = "Put only the letter of your choice inside the tag, e.g. <answer>B</answer>."
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_SINGLE = re.compile(r"^(?:option\s+)?[\(\[]?\s*([A-Za-z])\s*[\)\]]?\s*[.:]?$", re.IGNORECASE)
+# Each pattern splits a run of spaces one way only, so hostile input cannot make it backtrack.
+_SINGLE = re.compile(r"^(?:option\s+)?[\(\[]?\s*([A-Za-z])(?:\s*[\)\]])?(?:\s*[.:])?$", re.IGNORECASE)
 _LETTER_AND_TEXT = re.compile(r"^[\(\[]?([A-Z])[\)\]\.:]\s+(.+)$", re.DOTALL)
 _LETTER = r"[\(\[]?[A-Za-z][\)\]]?"
-_SEVERAL = re.compile(rf"^{_LETTER}(?:\s*(?:,|;|/|&|\+|\band\b|\bor\b|\s)\s*{_LETTER})+\.?$", re.IGNORECASE)
+_SEPARATOR = r"(?:\s*[,;/&+]\s*|\s+(?:(?:and|or)\s+)?)"
+_SEVERAL = re.compile(rf"^{_LETTER}(?:{_SEPARATOR}{_LETTER})+\.?$", re.IGNORECASE)
 # A letter offered as the answer without the tag: "the answer is B", "(C)", or a line holding only "B".
 _MENTION = re.compile(
     r"\b(?:answer|option|choice)\b[^A-Za-z0-9<]{0,12}(?:is\s+)?[\(\[]?[A-Z]\b"
@@ -28,12 +29,6 @@ _MENTION = re.compile(
     r"|^\s*[\(\[]?[A-Z][\)\]]?\s*\.?\s*$",
     re.MULTILINE,
 )
-
-
-def strip_thinking(text: str) -> str:
-    """Drop reasoning blocks so a tag written while thinking is not taken as the answer."""
-    text = _THINK_BLOCK.sub("", text)
-    return text.rsplit("</think>", 1)[1] if "</think>" in text else text
 
 
 def _norm(text: str) -> str:
@@ -69,7 +64,7 @@ def parse_choice(content: str, options: Mapping[str, str]) -> tuple[str | None, 
 def judge_mcq(task: Mapping[str, Any], action: str) -> tuple[float, Feedback]:
     options: Mapping[str, str] = task["options"]
     text = strip_thinking(action)
-    tags = [t.strip() for t in _ANSWER.findall(text)]
+    tags = [t.strip() for t in tag_contents(text, "answer", ignore_case=True)]
 
     def format_error(message: str, **details: Any) -> tuple[float, Feedback]:
         return 0.0, Feedback(

@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from sdpo_envs import Feedback, TaskSource, TextEnv, Turn
+from sdpo_envs.tags import strip_thinking
 
 from .answers import answer_type, check_answer, parse_number
 from .builtin import builtin_tools
 from .database import CompanyDatabase
 from .oracle import oracle_actions
-from .parsing import MalformedCall, find_answers, has_unclosed_answer, parse_tool_calls, strip_thinking
+from .parsing import MalformedCall, find_answers, has_unclosed_answer, parse_tool_calls
 from .python_tool import PythonTool
 from .tasks import procedural_tasks
 from .toolalpaca import build_static_messages, is_static, judge_static, parse_expected, toolalpaca_sample

@@ -7,14 +7,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdpo_envs.tags import tag_contents
+
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _DECODER = json.JSONDecoder()
+# What a tool call may hold: deeper nesting or longer numbers are the model's malformed call,
+# refused before the parser (whose recursion and digit limits would raise other errors).
+MAX_CALL_DEPTH = 64
+MAX_NUMBER_DIGITS = 100
+_DIGIT_RUN = re.compile(rf"\d{{{MAX_NUMBER_DIGITS + 1},}}")
 
 
 @dataclass(frozen=True)
@@ -36,18 +41,6 @@ class MalformedCall:
     raw: str
 
 
-def strip_thinking(text: str) -> str:
-    """Drop reasoning so that a tag written while thinking is not taken as the answer.
-
-    Closed ``<think>...</think>`` blocks are removed; a lone ``</think>`` (templates that
-    open the block inside the prompt) drops everything before it.
-    """
-    text = _THINK_BLOCK.sub("", text)
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    return text
-
-
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
     """The canonical text of one call, as a Hermes/Qwen chat template renders it."""
     return f"{TOOL_CALL_OPEN}\n{json.dumps({'name': name, 'arguments': arguments}, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"
@@ -63,6 +56,48 @@ def _resync(text: str, pos: int) -> int:
     """Position after the next closing tag (or the end): where scanning resumes after an error."""
     close = text.find(TOOL_CALL_CLOSE, pos)
     return len(text) if close < 0 else close + len(TOOL_CALL_CLOSE)
+
+
+def screen_json(text: str) -> str | None:
+    """Why ``text`` (JSON, or a prefix of it) is too deep or holds too long a number to be a
+    tool call, or None. Brackets and digits inside strings do not count."""
+    depth = deepest = 0
+    in_string = escaped = False
+    outside: list[str] = []
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        outside.append(char)
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_CALL_DEPTH:
+                return f"the tool call is nested deeper than {MAX_CALL_DEPTH} levels"
+        elif char in "]}":
+            depth -= 1
+    if _DIGIT_RUN.search("".join(outside)):
+        return f"the tool call holds a number with more than {MAX_NUMBER_DIGITS} digits"
+    return None
+
+
+def _decode(text: str, start: int = 0) -> tuple[Any, int]:
+    """``raw_decode`` whose every failure is a ``ValueError`` naming what is wrong."""
+    try:
+        return _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at character {exc.pos - start}") from None
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_CALL_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise ValueError(str(exc)[:200]) from None
 
 
 def _to_call(obj: Any, raw: str) -> ToolCall | MalformedCall:
@@ -81,10 +116,16 @@ def _to_call(obj: Any, raw: str) -> ToolCall | MalformedCall:
     arguments = obj.get("arguments", {})
     if isinstance(arguments, str):
         # OpenAI-style payloads carry arguments as a JSON-encoded string; accept that too.
+        encoded = arguments.strip()
         try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError as exc:
-            return MalformedCall(f'"arguments" is a string that is not valid JSON ({exc.msg})', raw)
+            problem = screen_json(encoded)
+            if problem is not None:
+                raise ValueError(problem)
+            arguments, end = _decode(encoded)
+            if end != len(encoded):
+                raise ValueError(f"extra data at character {end}")
+        except ValueError as exc:
+            return MalformedCall(f'"arguments" is a string that is not valid JSON ({exc})', raw)
     if not isinstance(arguments, dict):
         return MalformedCall(f'"arguments" must be a JSON object, got {type(arguments).__name__}', raw)
     return ToolCall(name=name.strip(), arguments=arguments)
@@ -104,16 +145,16 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedCall]:
         if start < 0:
             return calls
         body = _skip_space(text, start + len(TOOL_CALL_OPEN))
+        problem = screen_json(text[body : _resync(text, body)])
         try:
-            obj, end = _DECODER.raw_decode(text, body)
-        except json.JSONDecodeError as exc:
+            if problem is not None:
+                raise ValueError(problem)
+            obj, end = _decode(text, body)
+        except ValueError as exc:
             pos = _resync(text, body)
-            raw = text[body:pos].removesuffix(TOOL_CALL_CLOSE).strip()
-            calls.append(
-                MalformedCall(
-                    f"the tool call is not valid JSON: {exc.msg} at character {exc.pos - body}", raw
-                )
-            )
+            raw = text[body:pos].removesuffix(TOOL_CALL_CLOSE).strip()[:2000]
+            message = str(exc) if problem is not None else f"the tool call is not valid JSON: {exc}"
+            calls.append(MalformedCall(message, raw))
             continue
         raw = text[body:end]
         after = _skip_space(text, end)
@@ -132,7 +173,7 @@ def parse_tool_calls(text: str) -> list[ToolCall | MalformedCall]:
 
 def find_answers(text: str) -> list[str]:
     """Contents of every closed ``<answer>...</answer>`` tag, stripped."""
-    return [match.strip() for match in _ANSWER.findall(text)]
+    return [content.strip() for content in tag_contents(text, "answer")]
 
 
 def has_unclosed_answer(text: str) -> bool:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..tags import THINK_OPEN, strip_thinking
+
 PYTHON_INFO = frozenset({"python", "py", "python3", ""})
 _OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _CLOSE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})\s*$")
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 FENCE_HINT = "Put your complete solution in a single fenced code block:\n```python\n...\n```"
 
@@ -76,10 +77,8 @@ def extract_code(answer: str) -> Extraction:
     """The solution in ``answer`` per the module's policy."""
     if not isinstance(answer, str):
         raise TypeError(f"answer must be a str, got {type(answer).__name__}")
-    text = _THINK.sub("", answer)
-    if "</think>" in text:  # the chat template opened <think> in the prompt
-        text = text.rsplit("</think>", 1)[1]
-    if "<think>" in text:
+    text = strip_thinking(answer)
+    if THINK_OPEN in text:
         return Extraction(
             None,
             "Format error: the answer ended inside a <think> section, so it contains no final "
