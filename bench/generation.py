@@ -39,9 +39,9 @@ QUESTIONS = [
 def measure(backend: str, model_name: str, rows: int, tokens: int, batches: int) -> dict:
     import torch
 
-    from sdpo_agent.generation import TransformersGenerator, sampling_settings
-    from sdpo_agent.generators import build_generator
-    from sdpo_agent.models import resolve_model
+    from sdpo_agent.models.resolve import resolve_model
+    from sdpo_agent.rollout.backends import build_generator
+    from sdpo_agent.rollout.generation import TransformersGenerator, sampling_settings
 
     model, tokenizer = resolve_model(model_name)
     model.eval()

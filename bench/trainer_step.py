@@ -798,7 +798,7 @@ def main() -> None:
         print(LEGEND)
         return
 
-    from sdpo_agent.models import materialize_alias
+    from sdpo_agent.models.resolve import materialize_alias
 
     info = machine()
     threads = args.threads

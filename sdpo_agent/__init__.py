@@ -13,9 +13,9 @@ from typing import Any
 _EXPORTS = {
     "SDPOConfig": ".config",
     "GRPOConfig": ".config",
-    "SDPOTrainer": ".sdpo_trainer",
-    "GRPOTrainer": ".grpo_trainer",
-    "resolve_model": ".models",
+    "SDPOTrainer": ".trainers.sdpo",
+    "GRPOTrainer": ".trainers.grpo",
+    "resolve_model": ".models.resolve",
 }
 
 __all__ = sorted(_EXPORTS)

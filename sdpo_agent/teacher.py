@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .compact_weights import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
+from .models.compact import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 

@@ -147,7 +147,7 @@ def test_unknown_config_field_is_a_clear_error(tmp_path):
 
 
 def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):
-    from sdpo_agent.sft import SFTSpec, warm_start
+    from sdpo_agent.jobs.sft import SFTSpec, warm_start
 
     spec = SFTSpec(env="sdpo/Math-v0", model="tiny", tasks=16, epochs=3, learning_rate=1e-3, batch_size=8)
     logs: list[str] = []
@@ -159,7 +159,8 @@ def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):
 
 
 def test_compare_evaluates_each_seeds_starting_weights_once(tmp_path, monkeypatch):
-    from sdpo_agent import callbacks, evaluation
+    from sdpo_agent.jobs import callbacks
+    from sdpo_agent.jobs import evaluate as evaluation
 
     calls = []
 

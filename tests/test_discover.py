@@ -11,7 +11,8 @@ import pytest
 
 import sdpo_envs
 from sdpo_agent.cli import main
-from sdpo_agent.discover import (
+from sdpo_agent.jobs.discover.report import median_attempts, reading, spread_text
+from sdpo_agent.jobs.discover.run import (
     OMITTED_ATTEMPT,
     DiscoverySpec,
     chain_discovery_curve,
@@ -19,8 +20,7 @@ from sdpo_agent.discover import (
     resolve_tasks,
     sdpo_config,
 )
-from sdpo_agent.discover_report import median_attempts, reading, spread_text
-from sdpo_agent.evaluation import pass_at_k
+from sdpo_agent.jobs.evaluate import pass_at_k
 from sdpo_envs import Feedback, TextEnv
 
 

@@ -1,15 +1,15 @@
-"""sdpo_agent.generation: sampling settings and the generate() backend, with the tiny model."""
+"""sdpo_agent.rollout.generation: sampling settings and the generate() backend, with the tiny model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sdpo_agent.generation import (
+from sdpo_agent.models.tiny import build_tiny_model
+from sdpo_agent.rollout.generation import (
     TransformersGenerator,
     sampling_settings,
 )
-from sdpo_agent.tiny_model import build_tiny_model
 
 sampling_args = sampling_settings
 

@@ -1,4 +1,4 @@
-"""sdpo_agent.models: name resolution (path, HF cache, alias, offline error) and the tiny alias."""
+"""sdpo_agent.models.resolve: name resolution (path, HF cache, alias, offline error) and the tiny alias."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from sdpo_agent import models
-from sdpo_agent.models import (
+from sdpo_agent.models.resolve import (
     ModelNotAvailableError,
     list_aliases,
     materialize_alias,
     resolve_model,
     resolve_model_path,
 )
-from sdpo_agent.smollm import MissingGGUFError, find_gguf_file
-from sdpo_agent.tiny_model import MARKUP_TOKENS, build_tiny_model
+from sdpo_agent.models import resolve as models
+from sdpo_agent.models.smollm import MissingGGUFError, find_gguf_file
+from sdpo_agent.models.tiny import MARKUP_TOKENS, build_tiny_model
 
 
 @pytest.fixture(autouse=True)

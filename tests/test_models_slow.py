@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdpo_agent.models import CACHE_ENV, resolve_model, resolve_model_path
-from sdpo_agent.smollm import find_gguf_file
+from sdpo_agent.models.resolve import CACHE_ENV, resolve_model, resolve_model_path
+from sdpo_agent.models.smollm import find_gguf_file
 
 pytestmark = pytest.mark.slow
 

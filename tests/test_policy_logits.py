@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from sdpo_agent.generation import left_pad
-from sdpo_agent.grpo_trainer import policy_gradient_loss, rows_with_policy_gradient
-from sdpo_agent.policy_logits import completion_logits, sampled_token_log_probs, student_logits
+from sdpo_agent.rollout.generation import left_pad
+from sdpo_agent.trainers.grpo import policy_gradient_loss, rows_with_policy_gradient
+from sdpo_agent.trainers.policy_logits import completion_logits, sampled_token_log_probs, student_logits
 
 
 @pytest.fixture(scope="module")

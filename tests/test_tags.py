@@ -9,7 +9,20 @@ import re
 import sdpo_envs.tags as tags
 from sdpo_envs.tags import remove_tag_blocks, strip_thinking, tag_contents, tag_spans
 
-PIECES = ["<answer>", "</answer>", "<ANSWER>", "</Answer>", "<think>", "</think>", "a", "B", " ", "\n", "<", ">"]
+PIECES = [
+    "<answer>",
+    "</answer>",
+    "<ANSWER>",
+    "</Answer>",
+    "<think>",
+    "</think>",
+    "a",
+    "B",
+    " ",
+    "\n",
+    "<",
+    ">",
+]
 
 
 def random_texts(count: int = 2000):

@@ -11,8 +11,8 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
+from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.teacher import TEACHER_FILE
-from sdpo_agent.tiny_model import build_tiny_model
 from sdpo_envs import Feedback, TextEnv, Turn
 
 FAST = {

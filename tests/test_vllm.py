@@ -18,11 +18,11 @@ from datasets import Dataset
 
 import sdpo_envs
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
-from sdpo_agent.evaluation import evaluate_env
-from sdpo_agent.generation import sampling_settings
-from sdpo_agent.generators import build_generator, sampling_generator
-from sdpo_agent.tiny_model import build_tiny_model
-from sdpo_agent.vllm_sampling import VLLM_INSTALL_HINT, vllm_available
+from sdpo_agent.jobs.evaluate import evaluate_env
+from sdpo_agent.models.tiny import build_tiny_model
+from sdpo_agent.rollout.backends import build_generator, sampling_generator
+from sdpo_agent.rollout.generation import sampling_settings
+from sdpo_agent.rollout.vllm_common import VLLM_INSTALL_HINT, vllm_available
 from tests.test_trainer import FAST, ParityEnv, TwoTurnEnv
 
 needs_vllm = pytest.mark.skipif(

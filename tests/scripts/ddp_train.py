@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
-from sdpo_agent.tiny_model import build_tiny_model
+from sdpo_agent.models.tiny import build_tiny_model
 
 
 def reward(prompts, completions, **kwargs):

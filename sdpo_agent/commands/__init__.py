@@ -1,1 +1,0 @@
-"""Subcommands of the ``sdpo`` command line (see ``sdpo_agent.cli``)."""

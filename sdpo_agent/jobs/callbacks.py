@@ -1,0 +1,109 @@
+"""Trainer callbacks for jobs: JSONL metrics and held-out evaluation at intervals."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..rollout.generation import VLLM_SETTINGS, sampling_settings
+from .evaluate import EvalResult, evaluate_env
+
+
+class JsonlMetricsCallback(TrainerCallback):
+    """Append every log record (with step, wall time and generations so far) to a JSONL file."""
+
+    def __init__(self, path: str | Path, generations_per_step: int) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.generations_per_step = generations_per_step
+        self.start = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.write(self.stamp(state, logs))
+
+    def stamp(self, state, record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": state.global_step,
+            "wall_s": round(time.monotonic() - self.start, 3),
+            "generations": state.global_step * self.generations_per_step,
+            **record,
+        }
+
+
+class HeldOutEvalCallback(TrainerCallback):
+    """Evaluate pass@k on held-out tasks before training and every ``every`` steps.
+
+    ``initial``: the record of an evaluation of the very same starting weights with the same
+    settings (another run of a comparison), logged at step 0 instead of evaluating again.
+    """
+
+    def __init__(
+        self,
+        env_factory: Callable[[], Any],
+        indices: Sequence[int],
+        *,
+        every: int,
+        eval_kwargs: dict[str, Any],
+        initial: dict[str, Any] | None = None,
+    ) -> None:
+        self.initial = initial
+        self.env_factory = env_factory
+        self.indices = list(indices)
+        self.every = every
+        self.eval_kwargs = eval_kwargs
+        self.trainer: Any = None
+        self.history: list[dict[str, Any]] = []
+
+    def run_eval(self, state) -> EvalResult:
+        trainer = self.trainer
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        was_training = model.training
+        kwargs = dict(self.eval_kwargs)
+        if trainer.args.use_vllm:  # the trainer's engine, with the evaluation's sampling fields
+            settings = sampling_settings(
+                kwargs.get("temperature", 1.0),
+                **{f: getattr(trainer.args, f) for f in VLLM_SETTINGS},
+                max_completion_length=kwargs.get("max_completion_length"),
+            )
+            kwargs["generator"] = trainer.generator.with_settings(settings)
+        result = evaluate_env(model, trainer.tokenizer, self.env_factory, self.indices, **kwargs)
+        model.train(was_training)
+        record = {f"heldout/{k}": v for k, v in result.to_dict().items() if not isinstance(v, (list, dict))}
+        record.update({f"heldout/verdict/{k}": v for k, v in result.verdicts.items()})
+        for k in result.ks:
+            record[f"heldout/pass@{k}_ci_low"], record[f"heldout/pass@{k}_ci_high"] = result.ci[k]
+        self.history.append({"step": state.global_step, **record})
+        trainer.log(record)  # reaches the progress bar, TensorBoard and (through on_log) the JSONL file
+        return result
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.indices and state.global_step == 0:
+            if self.initial is None:
+                self.run_eval(state)
+            else:
+                record = {k: v for k, v in self.initial.items() if k != "step"}
+                self.history.append({"step": 0, **record})
+                self.trainer.log(record)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (
+            self.indices
+            and self.every
+            and state.global_step % self.every == 0
+            and state.global_step < state.max_steps
+        ):
+            self.run_eval(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.indices and (not self.history or self.history[-1]["step"] != state.global_step):
+            self.run_eval(state)

@@ -1,0 +1,143 @@
+"""``sdpo compare``: several algorithms × seeds on the same env, prompts and budget.
+
+Every run starts from the same weights (optionally a cached warm start), trains on the same
+task split with the same seeds and generation budget, and is evaluated on the same
+held-out tasks. The curves and the summary go to ``report.md`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .train import JobSpec, run_job
+
+
+@dataclass
+class RunCurve:
+    algorithm: str
+    seed: int
+    steps: list[int]
+    generations: list[int]
+    wall_s: list[float]
+    pass1: list[float]
+    mean_length: float
+    judge_error_rate: float
+
+
+def load_curve(run_dir: Path, algorithm: str, seed: int) -> RunCurve:
+    """Held-out points of one run, from its metrics.jsonl."""
+    steps, gens, wall, pass1, lengths, errors = [], [], [], [], [], []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "heldout/pass@1" in record:
+            steps.append(record["step"])
+            gens.append(record["generations"])
+            wall.append(record["wall_s"])
+            pass1.append(record["heldout/pass@1"])
+        if "completions/mean_length" in record:
+            lengths.append(record["completions/mean_length"])
+        if "judge_error_rate" in record:
+            errors.append(record["judge_error_rate"])
+    return RunCurve(
+        algorithm,
+        seed,
+        steps,
+        gens,
+        wall,
+        pass1,
+        float(np.mean(lengths)) if lengths else math.nan,
+        float(np.mean(errors)) if errors else math.nan,
+    )
+
+
+def generations_to_reach(curve: RunCurve, target: float) -> int | None:
+    for gens, value in zip(curve.generations, curve.pass1):
+        if value >= target:
+            return gens
+    return None
+
+
+def summarise(curves: list[RunCurve], baseline: str) -> dict[str, dict[str, Any]]:
+    """Per algorithm: final/best held-out pass@1 (mean, std over seeds), generations to reach
+    the baseline's mean final accuracy, mean response length, judge-error rate."""
+    by_algo: dict[str, list[RunCurve]] = {}
+    for curve in curves:
+        by_algo.setdefault(curve.algorithm, []).append(curve)
+    base_final = (
+        float(np.mean([c.pass1[-1] for c in by_algo.get(baseline, [])])) if baseline in by_algo else math.nan
+    )
+    table = {}
+    for algo, runs in by_algo.items():
+        finals = [c.pass1[-1] for c in runs]
+        bests = [max(c.pass1) for c in runs]
+        reach = [generations_to_reach(c, base_final) for c in runs] if not math.isnan(base_final) else []
+        reached = [r for r in reach if r is not None]
+        table[algo] = {
+            "seeds": len(runs),
+            "final_mean": float(np.mean(finals)),
+            "final_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
+            "best_mean": float(np.mean(bests)),
+            "best_std": float(np.std(bests, ddof=1)) if len(bests) > 1 else 0.0,
+            "gens_to_baseline_final": float(np.median(reached)) if reached else None,
+            "runs_reaching_baseline": f"{len(reached)}/{len(runs)}",
+            "mean_length": float(np.nanmean([c.mean_length for c in runs])),
+            "judge_error_rate": float(np.nanmean([c.judge_error_rate for c in runs])),
+        }
+    return {"baseline": baseline, "baseline_final": base_final, "algorithms": table}
+
+
+def run_comparison(
+    base: JobSpec,
+    algorithms: list[str],
+    seeds: list[int],
+    out_dir: Path,
+    *,
+    command: str,
+    warm_start_info: dict[str, Any] | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Run every (algorithm, seed), then write summary.json, plots and report.md."""
+    from .report import write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = []
+    for seed in seeds:
+        initial = None  # every algorithm of a seed starts from the same weights: evaluate them once
+        for algorithm in algorithms:
+            run_dir = out_dir / "runs" / f"{algorithm}-s{seed}"
+            if (run_dir / "summary.json").exists():
+                log(f"[compare] {algorithm} seed {seed}: reusing finished run in {run_dir}")
+            else:
+                log(f"[compare] {algorithm} seed {seed}: training -> {run_dir}")
+                if (run_dir / "metrics.jsonl").exists():
+                    (run_dir / "metrics.jsonl").unlink()  # an interrupted run restarts cleanly
+                run_job(
+                    dataclasses.replace(base, algorithm=algorithm, seed=seed, output_dir=str(run_dir)),
+                    initial_eval=initial,
+                )
+            curves.append(load_curve(run_dir, algorithm, seed))
+            history = json.loads((run_dir / "summary.json").read_text())["heldout"]
+            if initial is None and history and history[0]["step"] == 0:
+                initial = history[0]
+    baseline = next((a for a in algorithms if a != "sdpo"), algorithms[0])
+    summary = summarise(curves, baseline)
+    summary.update(
+        {
+            "command": command,
+            "job": dataclasses.asdict(base),
+            "algorithms_run": algorithms,
+            "seeds": seeds,
+            "warm_start": warm_start_info,
+            "curves": [dataclasses.asdict(c) for c in curves],
+        }
+    )
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_report(out_dir, summary, curves)
+    return summary

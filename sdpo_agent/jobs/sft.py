@@ -1,0 +1,144 @@
+"""Warm start: a short supervised phase on the environment's oracle demonstrations.
+
+Demonstrations are tokenised exactly as rollouts are (the policy's turns end with EOS, env
+turns come from the same chat-template difference), so the warm-started policy speaks the
+format the environment judges. Only the policy's tokens carry a loss. The result is cached
+by a hash of everything that determines it; repeated runs load it instead of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models.resolve import cache_root
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class SFTSpec:
+    env: str
+    model: str
+    tasks: int = 256
+    epochs: float = 2.0
+    learning_rate: float = 5e-5
+    batch_size: int = 8
+    seed: int = 0
+    max_length: int = 1024
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def key(self) -> str:
+        payload = json.dumps({**asdict(self), "recipe": 2}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def demonstration_tokens(
+    env: Any, index: int, tokenizer: Any, max_length: int
+) -> dict[str, list[int]] | None:
+    """Play the oracle on task ``index``; return input ids and labels (policy tokens only)."""
+    from ..rollout.agent_loop import observation_tokens
+
+    _, info = env.reset(options={"index": index})
+    tools = None if getattr(env, "tools_in_prompt", False) else info.get("tools")
+    ids = list(
+        tokenizer.apply_chat_template(
+            info["messages"], tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+    )
+    labels = [IGNORE] * len(ids)
+    reward = 0.0
+    for action in env.oracle_actions(env.task):
+        turn = tokenizer(action, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids += turn
+        labels += turn
+        _, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+        env_turn = observation_tokens(tokenizer, info["messages"], tools, {})
+        ids += env_turn
+        labels += [IGNORE] * len(env_turn)
+    if reward < 1.0 or len(ids) > max_length:
+        return None  # never teach a demonstration the env itself rejects
+    return {"input_ids": ids, "labels": labels}
+
+
+def _collate(pad_id: int):
+    def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[row, :n] = torch.tensor(f["input_ids"])
+            labels[row, :n] = torch.tensor(f["labels"])
+            mask[row, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None, log=print) -> Path:
+    """Train (or load from cache) the warm-started checkpoint; returns its directory."""
+    out = Path(cache_dir) if cache_dir else cache_root() / "sft" / spec.key()
+    if (out / "sft.json").exists():
+        log(f"warm start: cached checkpoint {out}")
+        return out
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from sdpo_envs import make_env_factory
+
+    from ..models.resolve import resolve_model
+    from ..rollout.task_rows import split_indices
+
+    model, tokenizer = resolve_model(spec.model)
+    env = make_env_factory(spec.env, **dict(spec.env_kwargs))()
+    train_idx, _ = split_indices(env, 0)
+    rows = []
+    for index in train_idx[: spec.tasks]:
+        example = demonstration_tokens(env, index, tokenizer, spec.max_length)
+        if example is not None:
+            rows.append(example)
+    if not rows:
+        raise RuntimeError(f"the oracle of {spec.env} produced no accepted demonstration")
+    log(f"warm start: {len(rows)} oracle demonstrations from {spec.env}")
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    args = TrainingArguments(
+        output_dir=str(tmp / "trainer"),
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.learning_rate,
+        per_device_train_batch_size=spec.batch_size,
+        seed=spec.seed,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=5,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        data_collator=_collate(tokenizer.pad_token_id),
+    )
+    result = trainer.train()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    summary = {**asdict(spec), "demonstrations": len(rows), "train_loss": result.training_loss}
+    (tmp / "sft.json").write_text(json.dumps(summary, indent=2, default=str))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)  # atomic: concurrent runs never see a half-written checkpoint
+    except OSError:
+        if not (out / "sft.json").exists():
+            raise
+    return out

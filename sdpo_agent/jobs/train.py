@@ -1,0 +1,146 @@
+"""A training job on an environment: the shared core of ``sdpo train`` and ``sdpo compare``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = ("sdpo", "grpo", "dapo", "dr_grpo")
+# What each baseline name means on the shared GRPO path.
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    "sdpo": {},
+    "grpo": {"loss_type": "grpo"},
+    "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "mask_truncated_completions": True},
+    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
+}
+
+
+@dataclass
+class JobSpec:
+    env: str
+    model: str
+    algorithm: str = "sdpo"
+    output_dir: str = "runs/job"
+    steps: int = 20
+    batch_size: int = 8
+    num_generations: int = 4
+    max_completion_length: int = 128
+    learning_rate: float = 1e-5
+    seed: int = 0
+    eval_every: int = 5
+    eval_tasks: int = 32
+    eval_samples: int = 4
+    eval_temperature: float = 1.0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig/GRPOConfig field
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.num_generations < 1:
+            raise ValueError("steps, batch_size and num_generations must be >= 1")
+
+
+def config_for(spec: JobSpec):
+    """The trainer config of a job: presets, then the job's shape, then user overrides."""
+    from ..config import GRPOConfig, SDPOConfig
+
+    cls = SDPOConfig if spec.algorithm == "sdpo" else GRPOConfig
+    values: dict[str, Any] = {
+        "output_dir": spec.output_dir,
+        "max_steps": spec.steps,
+        "per_device_train_batch_size": spec.batch_size,
+        "num_generations": spec.num_generations,
+        "max_completion_length": spec.max_completion_length,
+        "learning_rate": spec.learning_rate,
+        "seed": spec.seed,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": max(1, spec.steps // 2),
+        "save_total_limit": 2,
+        "gradient_checkpointing": False,
+        "report_to": _tensorboard_if_available(),
+        "env_kwargs": dict(spec.env_kwargs),
+        **ALGORITHM_PRESETS[spec.algorithm],
+    }
+    if spec.algorithm == "sdpo":
+        values["include_environment_feedback"] = True
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(spec.overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    values.update(spec.overrides)
+    return cls(**values)
+
+
+def _tensorboard_if_available() -> list[str]:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    return ["tensorboard"]
+
+
+def run_job(
+    spec: JobSpec, *, model: Any = None, tokenizer: Any = None, initial_eval: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train with periodic held-out evaluation; returns a summary and writes ``metrics.jsonl``.
+
+    ``initial_eval``: the step-0 held-out record of an earlier job that started from the same
+    weights with the same seed and evaluation settings (reused instead of re-evaluated).
+    """
+    import gymnasium as gym
+
+    from sdpo_envs import make_env_factory
+
+    from ..models.resolve import resolve_model
+    from ..rollout.task_rows import index_dataset, split_indices
+    from ..trainers.grpo import GRPOTrainer
+    from ..trainers.sdpo import SDPOTrainer
+    from .callbacks import HeldOutEvalCallback, JsonlMetricsCallback
+
+    args = config_for(spec)
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "job.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+    if model is None:
+        model, tokenizer = resolve_model(spec.model)
+    factory = make_env_factory(spec.env, **spec.env_kwargs)
+    probe = factory()
+    train_idx, eval_idx = split_indices(probe, spec.eval_tasks)
+    gym.utils.seeding.np_random(spec.seed)  # keep the env draw independent of global state
+    metrics = JsonlMetricsCallback(out / "metrics.jsonl", spec.batch_size)
+    evaluator = HeldOutEvalCallback(
+        factory,
+        eval_idx,
+        every=spec.eval_every,
+        eval_kwargs={
+            "n": spec.eval_samples,
+            "ks": sorted({1, spec.eval_samples}),
+            "temperature": spec.eval_temperature,
+            "max_completion_length": spec.max_completion_length,
+            "seed": spec.seed,
+        },
+        initial=initial_eval,
+    )
+    trainer_cls = SDPOTrainer if spec.algorithm == "sdpo" else GRPOTrainer
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        env=spec.env,
+        train_dataset=index_dataset(train_idx),
+        processing_class=tokenizer,
+        callbacks=[metrics, evaluator],
+    )
+    evaluator.trainer = trainer
+    try:
+        trainer.train()
+    finally:
+        trainer.generator.close()  # a vLLM engine and its KV cache go with the run
+    trainer.save_model(str(out / "final"))
+    summary = {"spec": dataclasses.asdict(spec), "heldout": evaluator.history}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return summary

@@ -1,0 +1,71 @@
+"""Which generation backend samples: vLLM (colocated or on a server) with ``use_vllm``,
+otherwise transformers' ``generate()`` on the training model itself.
+
+Evaluation and discovery sample from models that are not being trained; they share one vLLM
+engine per model (``sampling_generator``), so a job starts an engine once, not once a task.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .generation import GenerationBackend, TransformersGenerator
+from .vllm_colocate import VLLMColocateGenerator
+from .vllm_common import weights_version
+from .vllm_server import VLLMServerGenerator
+
+_SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
+
+
+def build_generator(
+    model_getter: Callable[[], torch.nn.Module],
+    tokenizer: Any,
+    args: Any,
+    eos_token_ids: Sequence[int],
+    *,
+    version_getter: Callable[[], Any] | None = None,
+    seed: int = 0,
+    max_num_seqs: int = 256,
+) -> GenerationBackend:
+    """The backend ``args`` asks for. ``version_getter`` names the policy's weights; the vLLM
+    backends push them to the engine when it changes (default: ``weights_version``)."""
+    if getattr(args, "use_vllm", False):
+        version = version_getter or (lambda: weights_version(model_getter()))
+        if args.vllm_mode == "server":
+            return VLLMServerGenerator(
+                model_getter, tokenizer, args, eos_token_ids, version_getter=version, seed=seed
+            )
+        return VLLMColocateGenerator(
+            model_getter,
+            tokenizer,
+            args,
+            eos_token_ids,
+            version_getter=version,
+            seed=seed,
+            max_num_seqs=max_num_seqs,
+        )
+    return TransformersGenerator(model_getter, tokenizer, args, eos_token_ids)
+
+
+def sampling_generator(
+    model: torch.nn.Module, tokenizer: Any, settings: Any, eos_token_ids: Sequence[int], *, seed: int = 0
+) -> GenerationBackend:
+    """A backend for sampling from ``model`` outside training, with ``settings``' sampling
+    fields; with ``use_vllm`` a view of the one engine kept for this model."""
+    if not getattr(settings, "use_vllm", False):
+        return build_generator(lambda: model, tokenizer, settings, eos_token_ids)
+    shared = _SHARED_ENGINES.get(model)
+    if shared is None or shared.args.vllm_mode != settings.vllm_mode:
+        ref = weakref.ref(model)  # the engine must not keep its model (the dictionary's key) alive
+        shared = build_generator(ref, tokenizer, settings, eos_token_ids, seed=seed, max_num_seqs=64)
+        _SHARED_ENGINES[model] = shared
+    view = shared.with_settings(settings)
+    view.seed = seed
+    return view
+
+
+__all__ = ["build_generator", "sampling_generator", "weights_version"]

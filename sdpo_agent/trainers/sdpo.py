@@ -1,0 +1,201 @@
+"""``SDPOTrainer``: distil the feedback-conditioned self-teacher back into the policy.
+
+Per generation batch: rollouts → rewards → teacher reprompts (successful siblings and the
+environment's feedback) → teacher context tokens. Per micro-batch: a teacher forward on the
+rows that carry a teacher signal, then the self-distillation loss (plus the policy loss in
+``hybrid`` mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import SDPOConfig
+from ..losses import (
+    aggregate,
+    combine_losses,
+    importance_sampling_clip,
+    selective_log_softmax,
+    self_distillation_terms,
+    token_mean,
+)
+from ..reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
+from ..teacher import Teacher
+from .base import RolloutTrainer, zero_loss
+from .grpo import policy_gradient_loss
+from .policy_logits import completion_logits, student_logits
+
+
+class SDPOTrainer(RolloutTrainer):
+    """Self-Distillation Policy Optimization; a drop-in for the reference ``SDPOTrainer``,
+    with ``env=`` making environments the source of rewards and per-rollout feedback."""
+
+    config_class = SDPOConfig
+    algorithm = "sdpo"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = Teacher(
+            self.args.teacher_regularization,
+            self.accelerator.unwrap_model(self.model),
+            self.args.resolved_teacher_update_rate,
+            storage_dtype=self.args.teacher_storage_dtype,
+            compute_dtype=self.args.teacher_compute_dtype,
+            seed=self.args.seed,
+        )
+
+    # -- teacher context (at generation time) ------------------------------------------------------
+    def extend_batch(self, batch, mode, *, rows, prompts, completions, rewards, rollouts) -> None:
+        per_rollout = self.env_factory is not None
+        if per_rollout:
+            feedbacks = [
+                None if r.feedback is None or r.feedback.is_judge_error else r.feedback.text for r in rollouts
+            ]
+        else:
+            feedbacks = [row.get("privileged_context") for row in rows]
+        g = self._num_generations(mode)
+        # A group's siblings may sit on other processes: build reprompts over the gathered batch.
+        local = slice(
+            self.accelerator.process_index * len(rows), (self.accelerator.process_index + 1) * len(rows)
+        )
+        prompts, completions, rewards, feedbacks = (
+            self._gather_list(x) for x in (prompts, completions, rewards, feedbacks)
+        )
+        teacher_prompts, sd_mask = build_teacher_messages(
+            prompts,
+            completions,
+            rewards,
+            feedbacks,
+            num_generations=g,
+            args=self.args,
+            per_rollout_feedback=per_rollout,
+        )
+        metrics = reprompt_metrics(
+            rewards, feedbacks, sd_mask, num_generations=g, args=self.args, per_rollout_feedback=per_rollout
+        )
+        teacher_prompts, sd_mask = teacher_prompts[local], sd_mask[local]
+        context = tokenize_teacher_prompts(
+            teacher_prompts,
+            batch["completion_ids"],
+            batch["completion_attention_mask"],
+            self.tokenizer,
+            max_reprompt_len=self.args.max_reprompt_len,
+            chat_template_kwargs=self.args.chat_template_kwargs,
+        )
+        batch["teacher_input_ids"] = context["teacher_input_ids"]
+        batch["teacher_attention_mask"] = context["teacher_attention_mask"]
+        batch["self_distillation_mask"] = torch.tensor(
+            sd_mask, dtype=torch.float32, device=batch["completion_ids"].device
+        )
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(value)
+        self.diagnostics.check_self_distillation(batch["self_distillation_mask"], mode)
+        self.dispatch_event(
+            "on_teacher_context_built",
+            teacher_input_ids=batch["teacher_input_ids"],
+            teacher_attention_mask=batch["teacher_attention_mask"],
+            completion_mask=batch["completion_mask"],
+            self_distillation_mask=batch["self_distillation_mask"],
+        )
+        self.dispatch_event(
+            "on_self_distillation_batch_prepared",
+            old_per_token_logps=batch.get("old_per_token_logps"),
+            prompt_ids=batch["prompt_ids"],
+            completion_ids=batch["completion_ids"],
+            teacher_input_ids=batch["teacher_input_ids"],
+            teacher_attention_mask=batch["teacher_attention_mask"],
+            self_distillation_mask=batch["self_distillation_mask"],
+        )
+
+    def _gather_list(self, values: list[Any]) -> list[Any]:
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        from accelerate.utils import gather_object
+
+        return gather_object(list(values))
+
+    # -- loss (per micro-batch) ----------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("SDPOTrainer does not return outputs")
+        args = self.args
+        mode = "train" if model.training else "eval"
+        hybrid = args.sdpo_policy_loss_mode == "hybrid"
+        sd_rows = inputs["self_distillation_mask"] * inputs["valid"]
+        rows = sd_rows.nonzero().squeeze(1)
+
+        student_rows = None if hybrid else rows  # distillation_only: rows without a teacher add nothing
+        policy_loss = student = None
+        if rows.numel() or hybrid:
+            student = student_logits(model, inputs, args.temperature, student_rows)
+            if hybrid:
+                policy_loss = policy_gradient_loss(self, student, inputs)
+                self._metrics[mode]["policy_loss"].append(policy_loss.item())
+                student = student[rows]
+        if rows.numel():
+            distillation_loss = self._distillation_loss(model, inputs, rows, student, mode)
+        else:
+            distillation_loss = zero_loss(model)
+            self._metrics[mode]["distillation_loss"].append(0.0)
+        accumulation = self.current_gradient_accumulation_steps if model.training else 1
+        return combine_losses(
+            args.sdpo_policy_loss_mode, policy_loss, distillation_loss, args.distillation_weight, accumulation
+        )
+
+    def _distillation_loss(self, model, inputs, rows, student, mode) -> torch.Tensor:
+        """``student``: the student's logits on ``rows``."""
+        args = self.args
+        length = inputs["completion_ids"].shape[1]
+        completion_ids = inputs["completion_ids"][rows]
+        teacher_ids = inputs["teacher_input_ids"][rows]
+        teacher_mask = inputs["teacher_attention_mask"][rows]
+        teacher_logits = self.teacher.logits(
+            lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
+        )
+        terms = self_distillation_terms(
+            student,
+            teacher_logits.to(student.dtype),
+            completion_ids,
+            full_logit_distillation=args.full_logit_distillation,
+            alpha=args.distillation_alpha,
+            topk=args.distillation_topk,
+            add_tail=args.distillation_add_tail,
+        )
+        per_token = terms.per_token_loss
+        old = inputs.get("old_per_token_logps")
+        if args.distillation_is_clip is not None and old is not None:
+            per_token = importance_sampling_clip(
+                per_token, terms.student_token_log_probs, old[rows], args.distillation_is_clip
+            )
+        full = torch.zeros(inputs["completion_ids"].shape, dtype=per_token.dtype, device=per_token.device)
+        full = full.index_put((rows,), per_token)
+        mask = inputs["completion_mask"] * (inputs["self_distillation_mask"] * inputs["valid"]).unsqueeze(1)
+        loss = aggregate(full, mask, args.loss_type, args.max_completion_length)
+        with torch.no_grad():
+            self._metrics[mode]["distillation_loss"].append(token_mean(full, mask).item())
+            teacher_logps = selective_log_softmax(teacher_logits, completion_ids)
+            row_mask = mask[rows]
+            kl = token_mean(terms.student_token_log_probs - teacher_logps, row_mask)
+            self._metrics[mode]["self_distillation/teacher_student_kl"].append(kl.item())
+        return loss
+
+    # -- teacher lifecycle ------------------------------------------------------------------------
+    def after_optimizer_step(self) -> None:
+        self.teacher.after_optimizer_step(self.accelerator.unwrap_model(self.model))
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            self.teacher.save(output_dir)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and self.teacher.model is not None and not self.teacher.load(checkpoint):
+            raise FileNotFoundError(
+                f"checkpoint {checkpoint} has no teacher state; cannot resume the {self.teacher.mode} teacher"
+            )
+
+
+__all__ = ["SDPOConfig", "SDPOTrainer"]
