@@ -6,9 +6,10 @@ Field names and defaults follow the reference SDPO trainer page; invalid combina
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 
 SCALE_REWARDS = ("group", "batch", "none")
@@ -23,14 +24,147 @@ VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
 
 
 def _bf16_supported() -> bool:
-    import torch
-
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
+def _raise_first_failure(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
 @dataclass
-class RolloutConfig(TrainingArguments):
-    """Fields shared by every trainer on the rollout path (generation, rewards, policy loss)."""
+class SamplingSettings:
+    """How completions are sampled and by which engine: the generation fields of the trainer
+    configs (which inherit them, with these names and defaults), usable alone for sampling
+    outside training (evaluation, discovery).
+
+    >>> settings = SamplingSettings(temperature=0.7, use_vllm=False)
+    >>> settings.top_k, settings.vllm_mode  # 0: no top-k filtering; vLLM in the trainer's process
+    (0, 'colocate')
+    """
+
+    max_prompt_length: int | None = 512
+    max_completion_length: int | None = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    generation_kwargs: dict[str, Any] | None = None
+    repetition_penalty: float = 1.0
+    cache_implementation: str | None = None
+    use_vllm: bool = False
+    # TRL 1.16's vLLM fields, same names and defaults.
+    vllm_mode: str = "colocate"
+    vllm_model_impl: str = "vllm"
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_base_url: str | None = None
+    vllm_server_host: str = "0.0.0.0"
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0
+    vllm_group_port: int = 51216
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_max_model_length: int | None = None
+    vllm_tensor_parallel_size: int = 1
+
+    def __post_init__(self) -> None:
+        self._validate_sampling_fields()
+
+    def engine_fields(self) -> dict[str, Any]:
+        """The fields that choose and shape a vLLM engine (``use_vllm``, ``vllm_*``, the prompt
+        length that sizes its context), to sample with another config's engine."""
+        names = ("use_vllm", "max_prompt_length", *VLLM_FIELDS)
+        return {name: getattr(self, name) for name in names}
+
+    def _validate_sampling_fields(self) -> None:
+        _raise_first_failure(
+            [
+                (
+                    self.max_completion_length is None or self.max_completion_length >= 1,
+                    f"max_completion_length must be >= 1, got {self.max_completion_length}",
+                ),
+                (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+                (
+                    self.vllm_mode in VLLM_MODES,
+                    f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}",
+                ),
+                (
+                    self.vllm_model_impl in VLLM_MODEL_IMPLS,
+                    f"vllm_model_impl must be one of {VLLM_MODEL_IMPLS}, got {self.vllm_model_impl!r}",
+                ),
+                (
+                    0 < self.vllm_gpu_memory_utilization <= 1,
+                    f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}",
+                ),
+                (
+                    self.vllm_tensor_parallel_size >= 1,
+                    f"vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size}",
+                ),
+                (
+                    self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
+                    f"vllm_max_model_length must be >= 1, got {self.vllm_max_model_length}",
+                ),
+                (
+                    self.vllm_server_timeout > 0,
+                    f"vllm_server_timeout must be > 0, got {self.vllm_server_timeout}",
+                ),
+                (
+                    0 < self.vllm_server_port < 65536 and 0 < self.vllm_group_port < 65536,
+                    f"vllm_server_port and vllm_group_port must be in 1..65535, got {self.vllm_server_port} "
+                    f"and {self.vllm_group_port}",
+                ),
+            ]
+        )
+
+
+VLLM_FIELDS = tuple(f.name for f in fields(SamplingSettings) if f.name.startswith("vllm_"))
+DEFAULT_REPROMPT_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
+DEFAULT_SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{successful_previous_attempt}\n\n"
+DEFAULT_FEEDBACK_TEMPLATE = (
+    "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback_raw}\n\n"
+)
+
+
+@dataclass
+class RepromptSettings:
+    """What the SDPO teacher is shown: the reprompt fields of ``SDPOConfig`` (which inherits
+    them, with these names and defaults), usable alone with ``reprompt.build_teacher_messages``.
+
+    >>> RepromptSettings().solution_template.format(successful_previous_attempt="42")
+    '\\nCorrect solution:\\n\\n42\\n\\n'
+    """
+
+    success_reward_threshold: float = 1.0
+    dont_reprompt_on_self_success: bool = True
+    use_successful_as_teacher: bool = True
+    include_environment_feedback: bool = False
+    environment_feedback_only_without_solution: bool = False
+    remove_thinking_from_demonstration: bool = False
+    reprompt_template: str = DEFAULT_REPROMPT_TEMPLATE
+    solution_template: str = DEFAULT_SOLUTION_TEMPLATE
+    feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE
+    max_reprompt_len: int = 10240
+
+    def __post_init__(self) -> None:
+        self._validate_reprompt_fields()
+
+    def _validate_reprompt_fields(self) -> None:
+        if self.max_reprompt_len <= 0:
+            raise ValueError(f"max_reprompt_len must be > 0, got {self.max_reprompt_len}")
+        for name in ("reprompt_template", "solution_template", "feedback_template"):
+            template = getattr(self, name)
+            try:
+                template.format(
+                    prompt="", solution="", feedback="", successful_previous_attempt="", feedback_raw=""
+                )
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{name} is not a valid format template: {exc!r}") from None
+
+
+@dataclass
+class RolloutConfig(TrainingArguments, SamplingSettings):
+    """Fields shared by every trainer on the rollout path: generation (``SamplingSettings``),
+    rewards and the policy loss."""
 
     # Reference overrides of TrainingArguments defaults.
     remove_unused_columns: bool = False
@@ -44,36 +178,14 @@ class RolloutConfig(TrainingArguments):
 
     model_init_kwargs: dict[str, Any] | None = None
     disable_dropout: bool = False
-    max_prompt_length: int | None = 512
     num_generations: int = 8
     num_generations_eval: int | None = None
-    max_completion_length: int | None = 256
     ds3_gather_for_generation: bool = True
     shuffle_dataset: bool = True
     generation_batch_size: int | None = None
     steps_per_generation: int | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float | None = None
-    generation_kwargs: dict[str, Any] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
-    repetition_penalty: float = 1.0
     use_transformers_paged: bool = False
-    cache_implementation: str | None = None
-    use_vllm: bool = False
-    # TRL 1.16's vLLM fields, same names and defaults (``vllm_backends`` reads them).
-    vllm_mode: str = "colocate"
-    vllm_model_impl: str = "vllm"
-    vllm_enable_sleep_mode: bool = False
-    vllm_server_base_url: str | None = None
-    vllm_server_host: str = "0.0.0.0"
-    vllm_server_port: int = 8000
-    vllm_server_timeout: float = 240.0
-    vllm_group_port: int = 51216
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_max_model_length: int | None = None
-    vllm_tensor_parallel_size: int = 1
     beta: float = 0.0
     num_iterations: int = 1
     epsilon: float = 0.2
@@ -166,14 +278,8 @@ class RolloutConfig(TrainingArguments):
                 f"* world_size * steps_per_generation) must be divisible by num_generations ({self.num_generations})",
             ),
             (self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}"),
-            (
-                self.max_completion_length is None or self.max_completion_length >= 1,
-                f"max_completion_length must be >= 1, got {self.max_completion_length}",
-            ),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
         ]
-        checks += self._vllm_checks()
         if self.num_generations_eval is not None:
             checks.append(
                 (
@@ -181,39 +287,8 @@ class RolloutConfig(TrainingArguments):
                     f"num_generations_eval must be >= 1, got {self.num_generations_eval}",
                 )
             )
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def _vllm_checks(self) -> list[tuple[bool, str]]:
-        return [
-            (self.vllm_mode in VLLM_MODES, f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}"),
-            (
-                self.vllm_model_impl in VLLM_MODEL_IMPLS,
-                f"vllm_model_impl must be one of {VLLM_MODEL_IMPLS}, got {self.vllm_model_impl!r}",
-            ),
-            (
-                0 < self.vllm_gpu_memory_utilization <= 1,
-                f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}",
-            ),
-            (
-                self.vllm_tensor_parallel_size >= 1,
-                f"vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size}",
-            ),
-            (
-                self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
-                f"vllm_max_model_length must be >= 1, got {self.vllm_max_model_length}",
-            ),
-            (
-                self.vllm_server_timeout > 0,
-                f"vllm_server_timeout must be > 0, got {self.vllm_server_timeout}",
-            ),
-            (
-                0 < self.vllm_server_port < 65536 and 0 < self.vllm_group_port < 65536,
-                f"vllm_server_port and vllm_group_port must be in 1..65535, got {self.vllm_server_port} "
-                f"and {self.vllm_group_port}",
-            ),
-        ]
+        _raise_first_failure(checks)
+        self._validate_sampling_fields()
 
     @property
     def old_logps_needed(self) -> bool:
@@ -227,8 +302,9 @@ class GRPOConfig(RolloutConfig):
 
 
 @dataclass
-class SDPOConfig(RolloutConfig):
-    """Self-Distillation Policy Optimization: the reference fields, plus the ``trust_region`` teacher."""
+class SDPOConfig(RolloutConfig, RepromptSettings):
+    """Self-Distillation Policy Optimization: the reference fields (the reprompt ones from
+    ``RepromptSettings``), plus the ``trust_region`` teacher."""
 
     distillation_alpha: float = 1.0
     distillation_topk: int | None = None
@@ -236,22 +312,10 @@ class SDPOConfig(RolloutConfig):
     distillation_is_clip: float | None = 2.0
     distillation_add_tail: bool = False
     distillation_weight: float = 1.0
-    dont_reprompt_on_self_success: bool = True
     sdpo_policy_loss_mode: str = "distillation_only"
     teacher_regularization: str = "ema"
     teacher_update_rate: float | None = None
     ema_update_rate: float = 0.05
-    max_reprompt_len: int = 10240
-    use_successful_as_teacher: bool = True
-    success_reward_threshold: float = 1.0
-    reprompt_template: str = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
-    solution_template: str = "\nCorrect solution:\n\n{successful_previous_attempt}\n\n"
-    feedback_template: str = (
-        "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback_raw}\n\n"
-    )
-    include_environment_feedback: bool = False
-    environment_feedback_only_without_solution: bool = False
-    remove_thinking_from_demonstration: bool = False
     teacher_storage_dtype: str | None = field(
         default=None,
         metadata={
@@ -320,7 +384,6 @@ class SDPOConfig(RolloutConfig):
                 self.teacher_compute_dtype in LOW_PRECISION_DTYPES,
                 f"teacher_compute_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.teacher_compute_dtype!r}",
             ),
-            (self.max_reprompt_len > 0, f"max_reprompt_len must be > 0, got {self.max_reprompt_len}"),
             (
                 self.full_logit_distillation or self.distillation_alpha == 1.0,
                 "token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True "
@@ -332,14 +395,5 @@ class SDPOConfig(RolloutConfig):
                 f"(got distillation_topk={self.distillation_topk}, full_logit_distillation=False)",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        for name in ("reprompt_template", "solution_template", "feedback_template"):
-            template = getattr(self, name)
-            try:
-                template.format(
-                    prompt="", solution="", feedback="", successful_previous_attempt="", feedback_raw=""
-                )
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"{name} is not a valid format template: {exc!r}") from None
+        _raise_first_failure(checks)
+        self._validate_reprompt_fields()

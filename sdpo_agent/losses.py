@@ -17,10 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
-SCALE_REWARDS = ("group", "batch", "none")
-IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
-POLICY_LOSS_MODES = ("distillation_only", "hybrid")
+from .config import IS_LEVELS as IMPORTANCE_SAMPLING_LEVELS
+from .config import LOSS_TYPES, POLICY_LOSS_MODES
 
 TOKEN_LEVEL_ALPHA_ERROR = (
     "token-level distillation requires distillation_alpha=1.0; "
@@ -32,8 +30,6 @@ TOPK_REQUIRES_FULL_LOGIT_ERROR = "distillation_topk requires full_logit_distilla
 _IS_LOG_RATIO_BOUND = 20.0
 # Upper bound on the top-k mass before computing the tail, so log(1 - mass) stays finite.
 _TAIL_MAX_LOG_MASS = -1e-7
-# Added to the reward std, as in the reference, so constant groups give zero advantages.
-_ADVANTAGE_STD_EPS = 1e-4
 
 
 # --------------------------------------------------------------------------- log-probs
@@ -329,91 +325,6 @@ def combine_losses(
 # ------------------------------------------------------------------ GRPO-family pieces
 
 
-def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """R_i = Σ_k w_k · r_ik over reward functions, and which rows have a reward at all.
-
-    rewards_per_func[N, K] holds NaN where function k returned None. As in the reference,
-    a NaN term is skipped (nansum); a row where every function returned None is marked
-    invalid (False) instead of silently scoring 0.
-    """
-    if rewards_per_func.dim() == 1:
-        rewards_per_func = rewards_per_func.unsqueeze(1)
-    if reward_weights is None:
-        reward_weights = torch.ones(rewards_per_func.shape[1], dtype=rewards_per_func.dtype)
-    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype)
-    valid = ~torch.isnan(rewards_per_func).all(dim=1)
-    return (rewards_per_func * weights).nansum(dim=1), valid
-
-
-def _normalise_scale_rewards(scale_rewards: str | bool) -> str:
-    if scale_rewards is True:
-        return "group"
-    if scale_rewards is False:
-        return "none"
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS} (or a bool), got {scale_rewards!r}")
-    return scale_rewards
-
-
-def group_advantages(
-    rewards: Tensor | list[float | None],
-    num_generations: int,
-    scale_rewards: str | bool,
-    valid: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Group-relative advantages over consecutive groups of G = num_generations rewards.
-
-        A_i = (R_i − mean_group(R)) / (σ + 1e−4)
-        σ = unbiased std of the group ("group"), of the whole batch ("batch"), or
-            σ + 1e−4 := 1 ("none"); True/False mean "group"/"none". σ = 0 with < 2 entries.
-
-    Improvement over the reference: entries that are NaN/None or have valid=False are
-    left out of every mean and std, get A = 0, and come back as False in the returned
-    validity mask, which the trainer multiplies into every loss mask.
-
-    Returns (advantages[N], valid[N] bool).
-    """
-    if num_generations < 1:
-        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
-    mode = _normalise_scale_rewards(scale_rewards)
-    if not isinstance(rewards, Tensor):
-        rewards = torch.tensor([math.nan if r is None else float(r) for r in rewards], dtype=torch.float32)
-    if not rewards.is_floating_point():
-        rewards = rewards.float()
-    if rewards.dim() != 1 or rewards.numel() % num_generations:
-        raise ValueError(
-            f"rewards must be 1-D with a length divisible by num_generations={num_generations}, "
-            f"got shape {tuple(rewards.shape)}"
-        )
-    ok = ~torch.isnan(rewards)
-    if valid is not None:
-        ok = ok & valid.to(device=rewards.device, dtype=torch.bool)
-    okf = ok.to(rewards.dtype)
-    r = torch.where(ok, rewards, torch.zeros_like(rewards))
-
-    grouped, grouped_ok = r.view(-1, num_generations), okf.view(-1, num_generations)
-    count = grouped_ok.sum(1, keepdim=True)
-    mean = grouped.sum(1, keepdim=True) / count.clamp(min=1.0)
-    centered = (grouped - mean) * grouped_ok
-    advantages = centered.reshape(-1)
-
-    if mode == "group":
-        std = _unbiased_std(centered, count).expand_as(centered).reshape(-1)
-        advantages = advantages / (std + _ADVANTAGE_STD_EPS)
-    elif mode == "batch":
-        total = okf.sum()
-        batch_centered = (r - r.sum() / total.clamp(min=1.0)) * okf
-        advantages = advantages / (_unbiased_std(batch_centered, total) + _ADVANTAGE_STD_EPS)
-    return advantages, ok
-
-
-def _unbiased_std(centered: Tensor, count: Tensor) -> Tensor:
-    """sqrt(Σ c² / (n − 1)) along the last axis (all of it for 1-D), 0 where n < 2."""
-    sq = (centered**2).sum(-1, keepdim=centered.dim() > 1)
-    std = (sq / (count - 1).clamp(min=1.0)).sqrt()
-    return torch.where(count >= 2, std, torch.zeros_like(std))
-
-
 def policy_loss(
     per_token_logps: Tensor,
     old_per_token_logps: Tensor | None,
@@ -463,3 +374,59 @@ def policy_loss(
         delta = ref_per_token_logps - per_token_logps
         per_token_loss = per_token_loss + beta * (delta.exp() - delta - 1.0)
     return per_token_loss, aggregate(per_token_loss, mask, loss_type, max_completion_length)
+
+
+def rows_with_policy_gradient(advantages: Tensor, valid: Tensor, beta: float) -> Tensor | None:
+    """Rows whose policy loss can be non-zero: valid, with a non-zero advantage (a group whose
+    rewards are all equal has A = 0 exactly). None (all rows) when a KL term to the reference
+    model (β ≠ 0) makes every row count."""
+    if beta != 0.0:
+        return None
+    return ((advantages != 0) & valid.bool()).nonzero().squeeze(1)
+
+
+def policy_loss_on_rows(
+    logits: Tensor,
+    completion_ids: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    old_per_token_logps: Tensor | None,
+    *,
+    rows: Tensor | None = None,
+    ref_per_token_logps: Tensor | None = None,
+    epsilon: float,
+    epsilon_high: float | None,
+    importance_sampling_level: str,
+    loss_type: str,
+    max_completion_length: int | None,
+    beta: float = 0.0,
+) -> Tensor:
+    """``policy_loss`` of a micro-batch whose ``logits`` cover only ``rows`` (all when None).
+
+        ℓ_i,t = policy_loss's ℓ on the computed rows, 0 on the others;  L = aggregate(ℓ, m)
+
+    The skipped rows' tokens still count in the aggregation's denominators, so skipping rows
+    whose loss is exactly zero (``rows_with_policy_gradient``) leaves L and its gradient as
+    they are. ``ref_per_token_logps`` covers the computed rows too.
+    """
+
+    def pick(t: Tensor | None) -> Tensor | None:
+        return t if rows is None or t is None else t[rows]
+
+    per_token, _ = policy_loss(
+        selective_log_softmax(logits, pick(completion_ids)),
+        pick(old_per_token_logps),
+        pick(advantages),
+        pick(mask),
+        epsilon=epsilon,
+        epsilon_high=epsilon_high,
+        importance_sampling_level=importance_sampling_level,
+        loss_type=loss_type,
+        max_completion_length=max_completion_length,
+        beta=beta,
+        ref_per_token_logps=ref_per_token_logps,
+    )
+    if rows is not None:
+        full = torch.zeros(mask.shape, dtype=per_token.dtype, device=per_token.device)
+        per_token = full.index_put((rows,), per_token)
+    return aggregate(per_token, mask, loss_type, max_completion_length)

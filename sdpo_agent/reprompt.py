@@ -11,38 +11,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-DEFAULT_REPROMPT_TEMPLATE = "{prompt}{solution}{feedback}\n\nCorrectly solve the original question.\n"
-DEFAULT_SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{successful_previous_attempt}\n\n"
-DEFAULT_FEEDBACK_TEMPLATE = (
-    "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback_raw}\n\n"
-)
+from .config import RepromptSettings
 
 Message = Mapping[str, Any]
 Prompt = str | Sequence[Message]
 
 _THINK_SPAN = re.compile(r"<think>.*?</think>", flags=re.DOTALL)
-
-
-@dataclass(frozen=True)
-class RepromptSettings:
-    """The reprompt fields of SDPOConfig with its defaults, for use without a trainer config."""
-
-    success_reward_threshold: float = 1.0
-    dont_reprompt_on_self_success: bool = True
-    use_successful_as_teacher: bool = True
-    include_environment_feedback: bool = False
-    environment_feedback_only_without_solution: bool = False
-    remove_thinking_from_demonstration: bool = False
-    reprompt_template: str = DEFAULT_REPROMPT_TEMPLATE
-    solution_template: str = DEFAULT_SOLUTION_TEMPLATE
-    feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE
-    max_reprompt_len: int = 10240
 
 
 def remove_thinking(text: str) -> str:
@@ -98,7 +77,7 @@ def build_teacher_messages(
     feedbacks: Sequence[str | None] | None,
     *,
     num_generations: int,
-    args: Any,
+    args: RepromptSettings,
     per_rollout_feedback: bool = False,
 ) -> tuple[list[Prompt], list[float]]:
     """Teacher prompt (before templating/tokenisation) and self-distillation mask per sample.
@@ -166,7 +145,9 @@ def build_teacher_messages(
     return teacher_prompts, mask
 
 
-def _demonstration_index(i: int, success: list[bool], num_generations: int, args: Any) -> int | None:
+def _demonstration_index(
+    i: int, success: list[bool], num_generations: int, args: RepromptSettings
+) -> int | None:
     """Lowest-index successful sibling of sample i, or None."""
     if not args.use_successful_as_teacher:
         return None
@@ -194,7 +175,7 @@ def reprompt_metrics(
     self_distillation_mask: Sequence[float] | Tensor,
     *,
     num_generations: int,
-    args: Any,
+    args: RepromptSettings,
     per_rollout_feedback: bool = False,
 ) -> dict[str, float]:
     """The reference trainer's `self_distillation/*` reprompt statistics for one batch.

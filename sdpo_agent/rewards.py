@@ -1,4 +1,5 @@
-"""The reward step: environment rewards and TRL-convention reward functions, combined.
+"""The reward step: environment rewards and TRL-convention reward functions, combined, and
+the group-relative advantages computed from them.
 
 A reward function is ``f(prompts, completions, completion_ids=..., **columns) -> list[float | None]``;
 ``None`` means "not applicable to this sample" (as in TRL, the weighted sum skips it). A
@@ -15,8 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
+
+from .config import SCALE_REWARDS
 
 RewardFunc = Callable[..., Sequence[float | None]]
+# Added to the reward std, as in the reference, so constant groups give zero advantages.
+_ADVANTAGE_STD_EPS = 1e-4
 
 
 @dataclass
@@ -154,3 +160,89 @@ def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) 
                 f"reward function must be callable, a model or a model id, got {type(func).__name__}"
             )
     return out
+
+
+# --------------------------------------------------------------------------- advantages
+def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """R_i = Σ_k w_k · r_ik over reward functions, and which rows have a reward at all.
+
+    rewards_per_func[N, K] holds NaN where function k returned None. As in the reference,
+    a NaN term is skipped (nansum); a row where every function returned None is marked
+    invalid (False) instead of silently scoring 0.
+    """
+    if rewards_per_func.dim() == 1:
+        rewards_per_func = rewards_per_func.unsqueeze(1)
+    if reward_weights is None:
+        reward_weights = torch.ones(rewards_per_func.shape[1], dtype=rewards_per_func.dtype)
+    weights = reward_weights.to(device=rewards_per_func.device, dtype=rewards_per_func.dtype)
+    valid = ~torch.isnan(rewards_per_func).all(dim=1)
+    return (rewards_per_func * weights).nansum(dim=1), valid
+
+
+def _normalise_scale_rewards(scale_rewards: str | bool) -> str:
+    if scale_rewards is True:
+        return "group"
+    if scale_rewards is False:
+        return "none"
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS} (or a bool), got {scale_rewards!r}")
+    return scale_rewards
+
+
+def group_advantages(
+    rewards: Tensor | list[float | None],
+    num_generations: int,
+    scale_rewards: str | bool,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Group-relative advantages over consecutive groups of G = num_generations rewards.
+
+        A_i = (R_i − mean_group(R)) / (σ + 1e−4)
+        σ = unbiased std of the group ("group"), of the whole batch ("batch"), or
+            σ + 1e−4 := 1 ("none"); True/False mean "group"/"none". σ = 0 with < 2 entries.
+
+    Improvement over the reference: entries that are NaN/None or have valid=False are
+    left out of every mean and std, get A = 0, and come back as False in the returned
+    validity mask, which the trainer multiplies into every loss mask.
+
+    Returns (advantages[N], valid[N] bool).
+    """
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    mode = _normalise_scale_rewards(scale_rewards)
+    if not isinstance(rewards, Tensor):
+        rewards = torch.tensor([math.nan if r is None else float(r) for r in rewards], dtype=torch.float32)
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    if rewards.dim() != 1 or rewards.numel() % num_generations:
+        raise ValueError(
+            f"rewards must be 1-D with a length divisible by num_generations={num_generations}, "
+            f"got shape {tuple(rewards.shape)}"
+        )
+    ok = ~torch.isnan(rewards)
+    if valid is not None:
+        ok = ok & valid.to(device=rewards.device, dtype=torch.bool)
+    okf = ok.to(rewards.dtype)
+    r = torch.where(ok, rewards, torch.zeros_like(rewards))
+
+    grouped, grouped_ok = r.view(-1, num_generations), okf.view(-1, num_generations)
+    count = grouped_ok.sum(1, keepdim=True)
+    mean = grouped.sum(1, keepdim=True) / count.clamp(min=1.0)
+    centered = (grouped - mean) * grouped_ok
+    advantages = centered.reshape(-1)
+
+    if mode == "group":
+        std = _unbiased_std(centered, count).expand_as(centered).reshape(-1)
+        advantages = advantages / (std + _ADVANTAGE_STD_EPS)
+    elif mode == "batch":
+        total = okf.sum()
+        batch_centered = (r - r.sum() / total.clamp(min=1.0)) * okf
+        advantages = advantages / (_unbiased_std(batch_centered, total) + _ADVANTAGE_STD_EPS)
+    return advantages, ok
+
+
+def _unbiased_std(centered: Tensor, count: Tensor) -> Tensor:
+    """sqrt(Σ c² / (n − 1)) along the last axis (all of it for 1-D), 0 where n < 2."""
+    sq = (centered**2).sum(-1, keepdim=centered.dim() > 1)
+    std = (sq / (count - 1).clamp(min=1.0)).sqrt()
+    return torch.where(count >= 2, std, torch.zeros_like(std))

@@ -25,7 +25,7 @@ from .models.compact import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_m
 TEACHER_FILE = "sdpo_teacher.safetensors"
 
 
-def _frozen_copy(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
+def frozen_copy(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
     clone = copy.deepcopy(model, memo)
     clone.requires_grad_(False)
     clone.eval()
@@ -69,11 +69,11 @@ class Teacher:
         if mode == "none":
             return
         if storage_dtype is None:
-            self.model = _frozen_copy(student)
+            self.model = frozen_copy(student)
             return
         dtype = LOW_PRECISION_DTYPES[storage_dtype]
         memo, initial = compact_copy_memo(student, dtype)
-        self.model = _frozen_copy(student, memo)
+        self.model = frozen_copy(student, memo)
         self.compact = CompactWeights(self.model, dtype, seed=seed, initial=initial)
 
     @torch.no_grad()

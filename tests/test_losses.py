@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sdpo_agent import losses as L
+from sdpo_agent import rewards as R
 
 S_PROBS = (0.5, 0.3, 0.2)
 T_PROBS = (0.2, 0.6, 0.2)
@@ -535,13 +536,13 @@ def _reference_group_advantages(rewards: torch.Tensor, g: int, mode: str) -> tor
 @pytest.mark.parametrize("mode", ["group", "batch", "none"])
 def test_group_advantages_match_reference_formula(mode):
     rewards = torch.tensor([1.0, 0.0, 0.5, 0.0, 2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 1.0, 3.0])
-    adv, valid = L.group_advantages(rewards, 4, mode)
+    adv, valid = R.group_advantages(rewards, 4, mode)
     torch.testing.assert_close(adv, _reference_group_advantages(rewards, 4, mode))
     assert valid.dtype == torch.bool and valid.all()
 
 
 def test_group_advantages_group_values_by_hand():
-    adv, _ = L.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 2, "group")
+    adv, _ = R.group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 2, "group")
     s = math.sqrt(0.5)  # unbiased std of (1, 0)
     torch.testing.assert_close(adv, torch.tensor([0.5, -0.5, -0.5, 0.5]) / (s + 1e-4))
 
@@ -549,17 +550,17 @@ def test_group_advantages_group_values_by_hand():
 def test_scale_rewards_bools_map_to_group_and_none():
     rewards = torch.tensor([1.0, 0.0, 3.0, 1.0])
     torch.testing.assert_close(
-        L.group_advantages(rewards, 2, True)[0], L.group_advantages(rewards, 2, "group")[0]
+        R.group_advantages(rewards, 2, True)[0], R.group_advantages(rewards, 2, "group")[0]
     )
     torch.testing.assert_close(
-        L.group_advantages(rewards, 2, False)[0], L.group_advantages(rewards, 2, "none")[0]
+        R.group_advantages(rewards, 2, False)[0], R.group_advantages(rewards, 2, "none")[0]
     )
     with pytest.raises(ValueError):
-        L.group_advantages(rewards, 2, "global")
+        R.group_advantages(rewards, 2, "global")
 
 
 def test_single_generation_gives_zero_advantages():
-    adv, _ = L.group_advantages(torch.tensor([1.0, 0.0, 5.0]), 1, "group")
+    adv, _ = R.group_advantages(torch.tensor([1.0, 0.0, 5.0]), 1, "group")
     assert torch.equal(adv, torch.zeros(3))
 
 
@@ -590,7 +591,7 @@ def _brute_force_invalid(rewards, valid, g, mode):
 def test_group_advantages_exclude_invalid_entries(mode):
     rewards = [1.0, None, 0.0, 0.5, None, None, None, None, 2.0, None, 0.0, 0.0, None, 3.0, 1.0, 1.0]
     valid = [r is not None for r in rewards]
-    adv, got_valid = L.group_advantages(rewards, 4, mode)
+    adv, got_valid = R.group_advantages(rewards, 4, mode)
     filled = [0.0 if r is None else r for r in rewards]
     np.testing.assert_allclose(
         adv.numpy(), _brute_force_invalid(filled, valid, 4, mode), rtol=1e-5, atol=1e-6
@@ -598,7 +599,7 @@ def test_group_advantages_exclude_invalid_entries(mode):
     assert got_valid.tolist() == valid
     assert torch.isfinite(adv).all()
     # An invalid entry must not act as a 0 reward: compare with the naive fill-in.
-    naive, _ = L.group_advantages(torch.tensor(filled), 4, mode)
+    naive, _ = R.group_advantages(torch.tensor(filled), 4, mode)
     assert not torch.allclose(adv, naive)
 
 
@@ -606,27 +607,27 @@ def test_group_advantages_nan_and_explicit_mask_are_equivalent():
     rewards = torch.tensor([1.0, float("nan"), 0.0, 0.5])
     explicit = torch.tensor([1.0, 7.0, 0.0, 0.5])
     mask = torch.tensor([True, False, True, True])
-    adv_nan, valid_nan = L.group_advantages(rewards, 4, "group")
-    adv_mask, valid_mask = L.group_advantages(explicit, 4, "group", valid=mask)
+    adv_nan, valid_nan = R.group_advantages(rewards, 4, "group")
+    adv_mask, valid_mask = R.group_advantages(explicit, 4, "group", valid=mask)
     torch.testing.assert_close(adv_nan, adv_mask)
     assert torch.equal(valid_nan, mask) and torch.equal(valid_mask, mask)
     assert adv_nan[1].item() == 0.0
 
 
 def test_group_with_one_valid_entry_gets_zero_advantage():
-    adv, valid = L.group_advantages([None, 1.0, None], 3, "group")
+    adv, valid = R.group_advantages([None, 1.0, None], 3, "group")
     assert adv.tolist() == [0.0, 0.0, 0.0]
     assert valid.tolist() == [False, True, False]
 
 
 def test_group_advantages_reject_bad_shapes():
     with pytest.raises(ValueError):
-        L.group_advantages(torch.ones(5), 2, "group")
+        R.group_advantages(torch.ones(5), 2, "group")
 
 
 def test_weighted_rewards_skip_none_terms_and_flag_empty_rows():
     per_func = torch.tensor([[1.0, 2.0], [float("nan"), 2.0], [float("nan"), float("nan")]])
-    rewards, valid = L.weighted_rewards(per_func, torch.tensor([0.5, 2.0]))
+    rewards, valid = R.weighted_rewards(per_func, torch.tensor([0.5, 2.0]))
     torch.testing.assert_close(rewards, torch.tensor([4.5, 4.0, 0.0]))
     assert valid.tolist() == [True, True, False]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
+from sdpo_agent.losses import policy_loss_on_rows, rows_with_policy_gradient
 from sdpo_agent.rollout.generation import left_pad
-from sdpo_agent.trainers.grpo import policy_gradient_loss, rows_with_policy_gradient
 from sdpo_agent.trainers.policy_logits import completion_logits, sampled_token_log_probs, student_logits
 
 
@@ -107,22 +105,21 @@ def test_skipping_zero_advantage_rows_keeps_loss_and_gradient(loss_type):
         "advantages": torch.tensor([0.0, 0.7, 0.0, -0.7, 0.5, 0.0]),
     }
     inputs["completion_mask"][1, -2:] = 0
-    trainer = SimpleNamespace(
-        args=SimpleNamespace(
-            epsilon=0.2,
-            epsilon_high=0.2,
-            importance_sampling_level="token",
-            loss_type=loss_type,
-            max_completion_length=5,
-            beta=0.0,
-        )
-    )
-    full = policy_gradient_loss(trainer, logits, inputs)
+    settings = {
+        "epsilon": 0.2,
+        "epsilon_high": 0.2,
+        "importance_sampling_level": "token",
+        "loss_type": loss_type,
+        "max_completion_length": 5,
+    }
+    mask = inputs["completion_mask"] * inputs["valid"].unsqueeze(1)
+    batch = (inputs["completion_ids"], inputs["advantages"], mask, None)
+    full = policy_loss_on_rows(logits, *batch, **settings)
     (full_grad,) = torch.autograd.grad(full, logits)
-    rows = rows_with_policy_gradient(inputs, beta=0.0)
+    rows = rows_with_policy_gradient(inputs["advantages"], inputs["valid"], beta=0.0)
     assert rows.tolist() == [1, 3]
-    part = policy_gradient_loss(trainer, logits[rows], inputs, rows=rows)
+    part = policy_loss_on_rows(logits[rows], *batch, rows=rows, **settings)
     (part_grad,) = torch.autograd.grad(part, logits)
     torch.testing.assert_close(part, full)
     torch.testing.assert_close(part_grad, full_grad)
-    assert rows_with_policy_gradient(inputs, beta=0.04) is None
+    assert rows_with_policy_gradient(inputs["advantages"], inputs["valid"], beta=0.04) is None

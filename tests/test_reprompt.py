@@ -10,11 +10,14 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from sdpo_agent.reprompt import (
+from sdpo_agent.config import (
     DEFAULT_FEEDBACK_TEMPLATE,
     DEFAULT_REPROMPT_TEMPLATE,
     DEFAULT_SOLUTION_TEMPLATE,
     RepromptSettings,
+    SDPOConfig,
+)
+from sdpo_agent.reprompt import (
     build_teacher_messages,
     remove_thinking,
     reprompt_metrics,
@@ -62,8 +65,10 @@ def test_settings_defaults_are_the_reference_sdpo_config_defaults():
     assert DEFAULT_FEEDBACK_TEMPLATE == (
         "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback_raw}\n\n"
     )
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        DEFAULTS.success_reward_threshold = 0.5  # type: ignore[misc]
+    config = SDPOConfig(output_dir="unused")  # the trainer's fields are the same ones
+    assert {f.name: getattr(config, f.name) for f in dataclasses.fields(RepromptSettings)} == (
+        dataclasses.asdict(DEFAULTS)
+    )
 
 
 # ------------------------------------------------------------ demonstration choice

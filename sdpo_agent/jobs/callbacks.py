@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ..rollout.generation import VLLM_SETTINGS, sampling_settings
+from ..rollout.generation import sampling_settings
 from .evaluate import EvalResult, evaluate_env
 
 
@@ -72,7 +72,7 @@ class HeldOutEvalCallback(TrainerCallback):
         if trainer.args.use_vllm:  # the trainer's engine, with the evaluation's sampling fields
             settings = sampling_settings(
                 kwargs.get("temperature", 1.0),
-                **{f: getattr(trainer.args, f) for f in VLLM_SETTINGS},
+                **trainer.args.engine_fields(),
                 max_completion_length=kwargs.get("max_completion_length"),
             )
             kwargs["generator"] = trainer.generator.with_settings(settings)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..config import SamplingSettings
 from .generation import GenerationBackend, TransformersGenerator
 from .vllm_colocate import VLLMColocateGenerator
 from .vllm_common import weights_version
@@ -24,7 +25,7 @@ _SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakK
 def build_generator(
     model_getter: Callable[[], torch.nn.Module],
     tokenizer: Any,
-    args: Any,
+    args: SamplingSettings,
     eos_token_ids: Sequence[int],
     *,
     version_getter: Callable[[], Any] | None = None,
@@ -33,7 +34,7 @@ def build_generator(
 ) -> GenerationBackend:
     """The backend ``args`` asks for. ``version_getter`` names the policy's weights; the vLLM
     backends push them to the engine when it changes (default: ``weights_version``)."""
-    if getattr(args, "use_vllm", False):
+    if args.use_vllm:
         version = version_getter or (lambda: weights_version(model_getter()))
         if args.vllm_mode == "server":
             return VLLMServerGenerator(
@@ -52,11 +53,16 @@ def build_generator(
 
 
 def sampling_generator(
-    model: torch.nn.Module, tokenizer: Any, settings: Any, eos_token_ids: Sequence[int], *, seed: int = 0
+    model: torch.nn.Module,
+    tokenizer: Any,
+    settings: SamplingSettings,
+    eos_token_ids: Sequence[int],
+    *,
+    seed: int = 0,
 ) -> GenerationBackend:
     """A backend for sampling from ``model`` outside training, with ``settings``' sampling
     fields; with ``use_vllm`` a view of the one engine kept for this model."""
-    if not getattr(settings, "use_vllm", False):
+    if not settings.use_vllm:
         return build_generator(lambda: model, tokenizer, settings, eos_token_ids)
     shared = _SHARED_ENGINES.get(model)
     if shared is None or shared.args.vllm_mode != settings.vllm_mode:

@@ -7,15 +7,13 @@ first end-of-sequence token (kept) or at ``max_new_tokens``.
 from __future__ import annotations
 
 import copy
-import dataclasses
-from collections.abc import Sequence
-from types import SimpleNamespace
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 from transformers import GenerationConfig
 
-from ..config import RolloutConfig
+from ..config import SamplingSettings
 
 
 class GenerationBackend(Protocol):
@@ -25,31 +23,11 @@ class GenerationBackend(Protocol):
         """Free what the backend holds beyond the policy (an engine, its KV cache)."""
 
 
-# The fields that choose and shape a vLLM backend (RolloutConfig's names).
-VLLM_SETTINGS = (
-    "use_vllm",
-    "max_prompt_length",
-    *(f.name for f in dataclasses.fields(RolloutConfig) if f.name.startswith("vllm_")),
-)
-
-
-def sampling_settings(temperature: float = 1.0, **overrides: Any) -> SimpleNamespace:
-    """The generation fields a backend reads (as on ``RolloutConfig``, the vLLM ones included),
-    for callers that sample without a trainer config: plain sampling at ``temperature``."""
-    fields = {
-        **{f.name: f.default for f in dataclasses.fields(RolloutConfig) if f.name.startswith("vllm_")},
-        "use_vllm": False,
-        "max_prompt_length": None,
-        "max_completion_length": None,
-        "temperature": temperature,
-        "top_p": 1.0,
-        "top_k": 0,
-        "min_p": None,
-        "repetition_penalty": 1.0,
-        "cache_implementation": None,
-        "generation_kwargs": None,
-    }
-    return SimpleNamespace(**{**fields, **overrides})
+def sampling_settings(temperature: float = 1.0, **overrides: Any) -> SamplingSettings:
+    """Plain sampling at ``temperature`` for callers without a trainer config: no prompt or
+    completion length set (the caller bounds its own), any field overridable."""
+    values: dict[str, Any] = {"max_prompt_length": None, "max_completion_length": None}
+    return SamplingSettings(temperature=temperature, **{**values, **overrides})
 
 
 def left_pad(
@@ -87,12 +65,12 @@ class TransformersGenerator:
 
     def __init__(
         self,
-        model_getter,
-        tokenizer,
-        args,
+        model_getter: Callable[[], torch.nn.Module],
+        tokenizer: Any,
+        args: SamplingSettings,
         eos_token_ids: Sequence[int],
         max_batch: int | None = None,
-    ):
+    ) -> None:
         self._model_getter = model_getter  # a callable: the unwrapped model can change (DDP, PEFT)
         self.tokenizer = tokenizer
         self.eos_ids = set(eos_token_ids)

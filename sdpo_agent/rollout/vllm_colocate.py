@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..config import SamplingSettings
 from .vllm_common import (
     SampledRow,
     VLLMBackend,
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 _MIN_KV_CACHE_BYTES = 32 * 2**20
 
 
-def max_model_len(args: Any, config: Any) -> int:
+def max_model_len(args: SamplingSettings, config: Any) -> int:
     """The longest sequence the engine must hold: ``vllm_max_model_length``, else prompt plus
     completion budget (prompts are cut to ``max_prompt_length``; every turn of an episode shares
     the completion budget), else the model's own context."""
@@ -67,7 +68,7 @@ class VLLMColocateGenerator(VLLMBackend):
         self,
         model_getter: Callable[[], torch.nn.Module],
         tokenizer: Any,
-        args: Any,
+        args: SamplingSettings,
         eos_token_ids: Sequence[int],
         *,
         version_getter: Callable[[], Any] | None = None,

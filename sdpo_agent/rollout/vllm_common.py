@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..config import SamplingSettings
 from .generation import cut_after_eos
 
 VLLM_INSTALL_HINT = (
@@ -44,7 +45,7 @@ def require_vllm() -> None:
         raise ImportError(VLLM_INSTALL_HINT)
 
 
-def sampling_fields(args: Any, max_new_tokens: int, eos_ids: Sequence[int]) -> dict[str, Any]:
+def sampling_fields(args: SamplingSettings, max_new_tokens: int, eos_ids: Sequence[int]) -> dict[str, Any]:
     """``SamplingParams`` keyword arguments from a rollout config's generation fields."""
     fields: dict[str, Any] = {
         "n": 1,
@@ -162,7 +163,7 @@ class VLLMBackend:
         self,
         model_getter: Callable[[], torch.nn.Module],
         tokenizer: Any,
-        args: Any,
+        args: SamplingSettings,
         eos_token_ids: Sequence[int],
         *,
         version_getter: Callable[[], Any] | None,
@@ -180,7 +181,7 @@ class VLLMBackend:
         self.last_logprobs: list[list[float]] = []
         self._batches = 0
 
-    def with_settings(self, args: Any):
+    def with_settings(self, args: SamplingSettings):
         """The same engine and weights, other sampling fields (held-out evaluation)."""
         other = copy.copy(self)
         other.args, other.support_topk, other._batches = args, 0, 0

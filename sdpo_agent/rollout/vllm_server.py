@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..config import SamplingSettings
 from .vllm_common import (
     SampledRow,
     VLLMBackend,
@@ -27,11 +28,11 @@ from .vllm_common import (
 )
 
 
-def server_url(args: Any) -> str:
+def server_url(args: SamplingSettings) -> str:
     return args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}"
 
 
-def connect(args: Any) -> Any:
+def connect(args: SamplingSettings) -> Any:
     """TRL's ``VLLMClient`` for the configured server, waiting up to ``vllm_server_timeout``."""
     require_vllm()
     try:
@@ -62,7 +63,7 @@ class VLLMServerGenerator(VLLMBackend):
         self,
         model_getter: Callable[[], torch.nn.Module],
         tokenizer: Any,
-        args: Any,
+        args: SamplingSettings,
         eos_token_ids: Sequence[int],
         *,
         version_getter: Callable[[], Any] | None = None,

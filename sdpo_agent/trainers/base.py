@@ -19,9 +19,9 @@ from transformers import Trainer, TrainerCallback
 from sdpo_envs import make_env_factory
 
 from ..config import RolloutConfig
-from ..losses import group_advantages
+from ..losses import policy_loss_on_rows
 from ..models.loading import prepare_model_and_tokenizer
-from ..rewards import load_reward_funcs, score
+from ..rewards import group_advantages, load_reward_funcs, score
 from ..rollout.agent_loop import AgentLoop, EpisodeContext, Rollout
 from ..rollout.backends import build_generator
 from ..rollout.batching import build_tensors, split_batch
@@ -281,11 +281,42 @@ class RolloutTrainer(Trainer):
         rewards = [float(r) if v else None for r, v in zip(scored.total.tolist(), scored.valid.tolist())]
         return advantages[local].cpu(), valid[local].cpu(), rewards
 
+    def policy_gradient_loss(
+        self,
+        logits: torch.Tensor,
+        inputs: dict[str, Any],
+        ref_logps: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The GRPO family's clipped-surrogate loss of a micro-batch (before GA scaling);
+        ``logits`` (and ``ref_logps``) cover ``rows``, all when None (``losses.policy_loss_on_rows``)."""
+        args = self.args
+        return policy_loss_on_rows(
+            logits,
+            inputs["completion_ids"],
+            inputs["advantages"],
+            inputs["completion_mask"] * inputs["valid"].unsqueeze(1),
+            inputs.get("old_per_token_logps"),
+            rows=rows,
+            ref_per_token_logps=ref_logps,
+            epsilon=args.epsilon,
+            epsilon_high=args.epsilon_high,
+            importance_sampling_level=args.importance_sampling_level,
+            loss_type=args.loss_type,
+            max_completion_length=args.max_completion_length,
+            beta=args.beta,
+        )
+
     def extend_batch(self, batch: dict[str, Any], mode: str, **context: Any) -> None:
         """Hook for algorithm-specific inputs (SDPO: the teacher context)."""
 
     def after_optimizer_step(self) -> None:
         """Hook run after each optimizer step (SDPO: the EMA teacher update)."""
+
+    @property
+    def success_threshold(self) -> float | None:
+        """The reward that counts as a success, where the algorithm has one (SDPO's teacher)."""
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
     def _generation_eos_ids(self) -> list[int]:
@@ -361,7 +392,7 @@ class RolloutTrainer(Trainer):
             m["success_rate"].append(
                 sum(bool(r.feedback and r.feedback.success) for r in rollouts) / len(rollouts)
             )
-        self.diagnostics.check_rewards(total[valid], group_std, self.args, mode)
+        self.diagnostics.check_rewards(total[valid], self.success_threshold, mode)
 
     def _record_completion_metrics(self, mode, batch, rollouts) -> None:
         m = self._metrics[mode]

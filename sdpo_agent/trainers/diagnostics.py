@@ -26,14 +26,15 @@ class Diagnostics:
             self.emitted.append(text)
             logger.warning(text)
 
-    def check_rewards(self, rewards: torch.Tensor, group_std: torch.Tensor, args, mode: str) -> None:
+    def check_rewards(self, rewards: torch.Tensor, success_threshold: float | None, mode: str) -> None:
+        """Warn when the batch has no reward spread, or (``success_threshold``: SDPO's) no success."""
         if rewards.numel() and float(rewards.max() - rewards.min()) <= self.flat_tolerance:
             self.warn(
                 f"{mode}/flat",
                 f"[{mode}] all rewards in the batch are equal ({rewards[0].item():g}): "
                 "no policy-gradient signal",
             )
-        threshold = getattr(args, "success_reward_threshold", None)
+        threshold = success_threshold
         if threshold is not None and rewards.numel() and not bool((rewards >= threshold).any()):
             self.warn(
                 f"{mode}/no_success",

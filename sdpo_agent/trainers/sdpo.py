@@ -24,7 +24,6 @@ from ..losses import (
 from ..reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
 from ..teacher import Teacher
 from .base import RolloutTrainer, zero_loss
-from .grpo import policy_gradient_loss
 from .policy_logits import completion_logits, student_logits
 
 
@@ -131,7 +130,7 @@ class SDPOTrainer(RolloutTrainer):
         if rows.numel() or hybrid:
             student = student_logits(model, inputs, args.temperature, student_rows)
             if hybrid:
-                policy_loss = policy_gradient_loss(self, student, inputs)
+                policy_loss = self.policy_gradient_loss(student, inputs)
                 self._metrics[mode]["policy_loss"].append(policy_loss.item())
                 student = student[rows]
         if rows.numel():
@@ -180,6 +179,10 @@ class SDPOTrainer(RolloutTrainer):
             kl = token_mean(terms.student_token_log_probs - teacher_logps, row_mask)
             self._metrics[mode]["self_distillation/teacher_student_kl"].append(kl.item())
         return loss
+
+    @property
+    def success_threshold(self) -> float:
+        return self.args.success_reward_threshold
 
     # -- teacher lifecycle ------------------------------------------------------------------------
     def after_optimizer_step(self) -> None:
