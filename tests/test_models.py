@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from sdpo_agent.models import resolve as models
 from sdpo_agent.models.resolve import (
     ModelNotAvailableError,
     list_aliases,
@@ -18,7 +19,6 @@ from sdpo_agent.models.resolve import (
     resolve_model,
     resolve_model_path,
 )
-from sdpo_agent.models import resolve as models
 from sdpo_agent.models.smollm import MissingGGUFError, find_gguf_file
 from sdpo_agent.models.tiny import MARKUP_TOKENS, build_tiny_model
 
