@@ -11,15 +11,12 @@ import pytest
 
 import sdpo_envs
 from sdpo_agent.cli import main
+from sdpo_agent.jobs.discover.baselines import OMITTED_ATTEMPT, fit_retry_window
+from sdpo_agent.jobs.discover.curves import chain_discovery_curve
 from sdpo_agent.jobs.discover.report import median_attempts, reading, spread_text
-from sdpo_agent.jobs.discover.run import (
-    OMITTED_ATTEMPT,
-    DiscoverySpec,
-    chain_discovery_curve,
-    fit_retry_window,
-    resolve_tasks,
-    sdpo_config,
-)
+from sdpo_agent.jobs.discover.run import resolve_tasks
+from sdpo_agent.jobs.discover.spec import DiscoverySpec
+from sdpo_agent.jobs.discover.test_time_sdpo import sdpo_config
 from sdpo_agent.jobs.evaluate import pass_at_k
 from sdpo_envs import Feedback, TextEnv
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sdpo_agent.cli import main
-from sdpo_agent.jobs.discover.run import METHOD_LABELS
+from sdpo_agent.jobs.discover.spec import METHOD_LABELS
 
 pytestmark = pytest.mark.slow
 

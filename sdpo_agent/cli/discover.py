@@ -76,7 +76,8 @@ def _csv(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..jobs.discover.run import DiscoverySpec, run_discovery
+    from ..jobs.discover.run import run_discovery
+    from ..jobs.discover.spec import DiscoverySpec
 
     env_kwargs = parse_pairs(args.env_arg, "--env-arg")
     model = args.model

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .run import METHOD_LABELS, METHODS, UnitResult
+from .spec import METHOD_LABELS, METHODS, UnitResult
 
 _TOLERANCE = 1e-9  # discovery values are fractions and pass@k estimates; compare with slack
 

@@ -1,0 +1,123 @@
+"""What a discovery run is made of: its settings, the methods, and the record of each
+method × question × seed (a *unit*)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("sdpo", "best_of_k", "retries")
+
+
+METHOD_LABELS = {
+    "sdpo": "SDPO (test-time)",
+    "best_of_k": "best-of-k (i.i.d.)",
+    "retries": "multi-turn retries",
+}
+
+
+@dataclass
+class DiscoverySpec:
+    """Everything that determines a discovery run, except which questions, seeds and methods."""
+
+    env: str
+    model: str
+    budget: int = 16
+    group_size: int = 4
+    topk: int = 100
+    learning_rate: float = 1e-5
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    retry_window_tokens: int = 2048
+    best_of_samples: int | None = None  # per seed; None means the budget
+    stop_at_first_success: bool = True
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    sdpo_overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig field
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.group_size < 1 or self.topk < 1:
+            raise ValueError("budget, group_size and topk must be >= 1")
+        if self.best_of_samples is not None and self.best_of_samples < self.budget:
+            raise ValueError(
+                f"best_of_samples ({self.best_of_samples}) must be >= budget ({self.budget}): "
+                "the unbiased pass@k estimator needs n >= k samples"
+            )
+        if self.retry_window_tokens < 1:
+            raise ValueError(f"retry_window_tokens must be >= 1, got {self.retry_window_tokens}")
+
+    @property
+    def use_vllm(self) -> bool:
+        """``--set use_vllm=true`` samples every method with vLLM, not only the SDPO trainer."""
+        return bool(self.sdpo_overrides.get("use_vllm", False))
+
+    @property
+    def samples_per_seed(self) -> int:
+        return self.best_of_samples or self.budget
+
+    def key(self) -> str:
+        """Hash of the settings a finished unit depends on; a rerun reuses only matching units."""
+        payload = json.dumps({**dataclasses.asdict(self), "recipe": 1}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Attempt:
+    success: bool
+    verdict: str
+    reward: float | None = None
+
+
+@dataclass
+class UnitResult:
+    """One method on one question with one seed: its attempts in the order they were made."""
+
+    method: str
+    task_id: str
+    task_index: int
+    seed: int
+    budget: int
+    attempts: list[Attempt]
+    wall_s: float = 0.0
+    first_success_text: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    spec_key: str = ""
+
+    @property
+    def first_success(self) -> int | None:
+        """1-based attempt index of the first success within the budget, or None."""
+        return first_success_index([a.success for a in self.attempts], self.budget)
+
+    @property
+    def successes(self) -> int:
+        return sum(a.success for a in self.attempts)
+
+    @property
+    def judge_errors(self) -> int:
+        return sum(a.verdict == "judge_error" for a in self.attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "first_success": self.first_success}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnitResult:
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        values["attempts"] = [Attempt(**a) for a in data["attempts"]]
+        return cls(**values)
+
+
+def first_success_index(successes: Sequence[bool], budget: int) -> int | None:
+    for index, success in enumerate(successes[:budget]):
+        if success:
+            return index + 1
+    return None
+
+
+def attempt_of(feedback: Any, reward: float | None) -> Attempt:
+    """The record of one judged attempt (no feedback: the env never judged it, a format error)."""
+    if feedback is None:
+        return Attempt(False, "format_error", reward)
+    return Attempt(bool(feedback.success), str(feedback.verdict), None if reward is None else float(reward))
