@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import SCALE_REWARDS
 
@@ -143,14 +144,10 @@ def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) 
     out: list[RewardFunc] = []
     for func, tokenizer in zip(funcs, classes):
         if isinstance(func, str):
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
             model = AutoModelForSequenceClassification.from_pretrained(func, num_labels=1)
             out.append(RewardModelFunc(model, tokenizer or AutoTokenizer.from_pretrained(func)))
         elif isinstance(func, torch.nn.Module):
             if tokenizer is None:
-                from transformers import AutoTokenizer
-
                 tokenizer = AutoTokenizer.from_pretrained(func.config._name_or_path)
             out.append(RewardModelFunc(func, tokenizer))
         elif callable(func):

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .models.compact import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
@@ -132,7 +133,6 @@ class Teacher:
     def save(self, directory: str) -> None:
         if self.model is None:
             return
-        from safetensors.torch import save_file
 
         save_file(self.state_dict(), os.path.join(directory, TEACHER_FILE))
 
@@ -140,7 +140,6 @@ class Teacher:
         path = os.path.join(directory, TEACHER_FILE)
         if self.model is None or not os.path.exists(path):
             return False
-        from safetensors.torch import load_file
 
         state = load_file(path, device=str(next(self.model.parameters()).device))
         params = dict(self.model.named_parameters())

@@ -1,9 +1,8 @@
-"""The ``sdpo`` command line.
+"""The ``sdpo`` command line: one module per command, named as the command.
 
-Each subcommand is a module of ``sdpo_agent.commands`` with ``HELP`` (one line),
-``configure(parser)`` and ``run(args) -> int``. Command modules import nothing heavy at
-module level (no torch, no transformers): ``sdpo judge`` and ``sdpo envs`` start fast, and
-the training commands load their stack inside ``run``.
+Each command module has ``configure(parser)`` and ``run(args) -> int`` and imports the job it
+runs at its top. Only the chosen command's module is imported, so ``sdpo envs``, ``sdpo
+judge`` and ``sdpo --help`` start without torch.
 """
 
 from __future__ import annotations
@@ -13,36 +12,44 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> module; later commands (train, eval, compare) register here.
+# name -> one-line help; the module is sdpo_agent.cli.<name>.
 COMMANDS: dict[str, str] = {
-    "envs": "sdpo_agent.cli.envs",
-    "judge": "sdpo_agent.cli.judge",
-    "train": "sdpo_agent.cli.train",
-    "eval": "sdpo_agent.cli.eval",
-    "sft": "sdpo_agent.cli.sft",
-    "compare": "sdpo_agent.cli.compare",
-    "discover": "sdpo_agent.cli.discover",
+    "envs": "list the registered environments and their plugin status",
+    "judge": "judge a solution to a code task in the sandbox and print the verdict and feedback",
+    "train": "train with SDPO, GRPO, DAPO or Dr.GRPO on an environment",
+    "eval": "evaluate a model: pass@k (unbiased estimator, bootstrap CI) on held-out tasks",
+    "sft": "supervised warm start on oracle demonstrations (cached; RL runs then start from it)",
+    "compare": "compare SDPO with RLVR baselines on the same env, seeds and budget (plots + report)",
+    "discover": "test-time SDPO on single questions vs best-of-k and multi-turn retries (discovery@k report)",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser, with the options of the command ``argv`` names (only that one is imported)."""
     parser = argparse.ArgumentParser(
         prog="sdpo", description="sdpo-gym: verifiable text environments and SDPO trainers"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
-        module.configure(sub)
-        sub.set_defaults(_run=module.run)
+    chosen = _chosen_command(argv)
+    for name, help_text in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(f"{__name__}.{name}")
+            module.configure(sub)
+            sub.set_defaults(_run=module.run, _parser=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdpo`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     args._argv = argv  # lets a command record the exact command line that reproduces it
     try:
         return int(args._run(args) or 0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "list the registered environments and their plugin status"
+import gymnasium as gym
+
+import sdpo_envs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -13,10 +15,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium as gym
-
-    import sdpo_envs
-
     envs = [
         {"id": env_id, "entry_point": _entry_point(gym.registry[env_id])}
         for env_id in sdpo_envs.registered_envs()

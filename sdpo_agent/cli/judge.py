@@ -11,7 +11,9 @@ import json
 import sys
 from typing import Any
 
-HELP = "judge a solution to a code task in the sandbox and print the verdict and feedback"
+from environments.code_exec.env import CodeExecEnv
+from sdpo_envs.sandbox import SandboxUnavailable
+
 ENV_ID = "sdpo/CodeExec-v0"
 
 
@@ -70,9 +72,6 @@ def _table(details: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from environments.code_exec.env import CodeExecEnv
-    from sdpo_envs.sandbox import SandboxUnavailable
-
     dataset = args.tasks_file or args.dataset or "humaneval"
     try:
         env = CodeExecEnv(

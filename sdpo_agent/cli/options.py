@@ -1,29 +1,88 @@
-"""Shared flags of the training commands: job shape, config fields (flags or YAML), env kwargs."""
+"""Options declared once: a job's dataclass fields become its command's flags.
+
+``add_fields(parser, JobSpec, ("steps", "batch_size"))`` adds ``--steps`` and
+``--batch-size`` with the field's type, default and ``metadata["help"]``;
+``fields_from(args, JobSpec, ...)`` reads them back. The flags every job command shares
+(``--env-arg``, ``--set``, ``--config``, ``--use-vllm``) are here too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
-def add_job_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="environment id, e.g. sdpo/Math-v0")
-    parser.add_argument(
-        "--model", default="tiny", help="local path, cached hub name, or alias (tiny, smollm2-135m)"
-    )
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=8, help="completions per optimizer step")
-    parser.add_argument("--num-generations", type=int, default=4, help="completions per prompt (group size)")
-    parser.add_argument("--max-completion-length", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument(
-        "--eval-every", type=int, default=5, help="held-out evaluation interval in steps (0: start/end only)"
-    )
-    parser.add_argument("--eval-tasks", type=int, default=32, help="held-out tasks")
-    parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out task (n of pass@k)")
+def _flag(name: str, prefix: str) -> str:
+    return "--" + (f"{prefix}-" if prefix else "") + name.replace("_", "-")
+
+
+def _dest(name: str, prefix: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """``int`` for ``int | None`` and the like: the type argparse converts a flag's text with."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return annotation
+
+
+def add_fields(
+    parser: argparse.ArgumentParser,
+    spec: type,
+    names: tuple[str, ...],
+    *,
+    prefix: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """One flag per field of the dataclass ``spec`` named in ``names`` (in that order);
+    ``defaults`` replaces a field's default on this command only."""
+    hints = typing.get_type_hints(spec)
+    by_name = {f.name: f for f in dataclasses.fields(spec)}
+    for name in names:
+        field = by_name[name]
+        kind = _scalar_type(hints[name])
+        default = (defaults or {}).get(name, field.default)
+        kwargs: dict[str, Any] = {"dest": _dest(name, prefix), "help": field.metadata.get("help")}
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = kind
+        parser.add_argument(_flag(name, prefix), **kwargs)
+
+
+def fields_from(args: argparse.Namespace, names: tuple[str, ...], *, prefix: str = "") -> dict[str, Any]:
+    """The values of the flags ``add_fields`` made for ``names``, by field name."""
+    return {name: getattr(args, _dest(name, prefix)) for name in names}
+
+
+def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` texts (values read as YAML) as a dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_env_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env-arg",
         action="append",
@@ -31,15 +90,16 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="keyword argument for gymnasium.make (YAML value), repeatable",
     )
+
+
+def add_set_flag(parser: argparse.ArgumentParser, config_name: str) -> None:
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="any SDPOConfig/GRPOConfig field (YAML value), repeatable",
+        help=f"any {config_name} field (YAML value), repeatable",
     )
-    parser.add_argument("--config", type=Path, help="YAML file: job keys and/or config fields")
-    add_vllm_flag(parser)
 
 
 def add_vllm_flag(parser: argparse.ArgumentParser) -> None:
@@ -50,48 +110,27 @@ def add_vllm_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-JOB_KEYS = (
-    "env",
-    "model",
-    "steps",
-    "batch_size",
-    "num_generations",
-    "max_completion_length",
-    "learning_rate",
-    "eval_every",
-    "eval_tasks",
-    "eval_samples",
-)
-
-
-def job_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Job fields and config overrides from flags, with a YAML file underneath them."""
-    from_file: dict[str, Any] = {}
-    if args.config is not None:
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{args.config}: expected a mapping at the top level")
-        from_file = loaded
-    overrides = {k: v for k, v in from_file.items() if k not in JOB_KEYS and k not in ("env_kwargs",)}
-    overrides.update(parse_pairs(args.set, "--set"))
-    if getattr(args, "use_vllm", False):
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` fields, with ``--use-vllm`` as ``use_vllm: true``."""
+    overrides = parse_pairs(args.set, "--set")
+    if args.use_vllm:
         overrides["use_vllm"] = True
-    env_kwargs = dict(from_file.get("env_kwargs") or {})
-    env_kwargs.update(parse_pairs(args.env_arg, "--env-arg"))
-    job = {k: from_file[k] for k in JOB_KEYS if k in from_file}
-    defaults = {a.dest: a.default for a in args._parser._actions} if hasattr(args, "_parser") else {}
-    for key in JOB_KEYS:
-        value = getattr(args, key)
-        if key not in job or value != defaults.get(key):
-            job[key] = value
-    return {**job, "env_kwargs": env_kwargs, "overrides": overrides}
+    return overrides
+
+
+def add_config_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML file: job keys and/or config fields")
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"{path}: expected a mapping at the top level")
+    return loaded
+
+
+def explicit(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> bool:
+    """Whether the flag writing ``dest`` was given a value other than its default."""
+    return getattr(args, dest) != parser.get_default(dest)

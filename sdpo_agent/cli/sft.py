@@ -4,44 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from .options import parse_pairs
+from ..jobs.sft import SFTSpec, warm_start
+from .options import add_env_args, add_fields, fields_from, parse_pairs
 
-HELP = "supervised warm start on oracle demonstrations (cached; RL runs then start from it)"
+SFT_FIELDS = ("env", "model", "tasks", "epochs", "learning_rate", "batch_size", "seed")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True)
-    parser.add_argument("--model", default="tiny")
-    parser.add_argument("--tasks", type=int, default=256, help="oracle demonstrations")
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    add_fields(parser, SFTSpec, SFT_FIELDS)
     parser.add_argument(
         "--output-dir", default=None, help="default: the cache (~/.cache/sdpo-gym/sft/<hash>)"
     )
-    parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
+    add_env_args(parser)
 
 
-def spec_from_args(args: argparse.Namespace):
-    from ..jobs.sft import SFTSpec
-
+def spec_from_args(args: argparse.Namespace) -> SFTSpec:
     env_kwargs = tuple(sorted(parse_pairs(args.env_arg, "--env-arg").items()))
-    return SFTSpec(
-        env=args.env,
-        model=args.model,
-        tasks=args.tasks,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        env_kwargs=env_kwargs,
-    )
+    return SFTSpec(**fields_from(args, SFT_FIELDS), env_kwargs=env_kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.sft import warm_start
-
-    path = warm_start(spec_from_args(args), cache_dir=args.output_dir)
-    print(path)
+    print(warm_start(spec_from_args(args), cache_dir=args.output_dir))
     return 0

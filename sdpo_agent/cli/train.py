@@ -5,25 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from .options import add_job_flags, job_kwargs
-
-HELP = "train with SDPO, GRPO, DAPO or Dr.GRPO on an environment"
+from ..jobs.train import ALGORITHMS, JobSpec, run_job
+from .job_options import add_job_options, job_spec
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_job_flags(parser)
-    parser.add_argument("--algorithm", default="sdpo", choices=("sdpo", "grpo", "dapo", "dr_grpo"))
+    add_job_options(parser)
+    parser.add_argument("--algorithm", default="sdpo", choices=ALGORITHMS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default=None, help="default: runs/<env>-<algorithm>-s<seed>")
-    parser.set_defaults(_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.train import JobSpec, run_job
-
-    kwargs = job_kwargs(args)
-    out = args.output_dir or f"runs/{kwargs['env'].replace('/', '_')}-{args.algorithm}-s{args.seed}"
-    spec = JobSpec(algorithm=args.algorithm, seed=args.seed, output_dir=out, **kwargs)
+    spec: JobSpec = job_spec(args, algorithm=args.algorithm, seed=args.seed)
+    out = args.output_dir or f"runs/{spec.env.replace('/', '_')}-{args.algorithm}-s{args.seed}"
+    spec.output_dir = out
     summary = run_job(spec)
     last = summary["heldout"][-1] if summary["heldout"] else {}
     print(json.dumps({"output_dir": out, "final_heldout": last}, indent=2, default=float))

@@ -11,7 +11,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..rollout.generation import sampling_settings
-from .evaluate import EvalResult, evaluate_env
+from .eval import EvalResult, evaluate_env
 
 
 class JsonlMetricsCallback(TrainerCallback):

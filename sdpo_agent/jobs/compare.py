@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .report import write_report
 from .train import JobSpec, run_job
 
 
@@ -104,7 +105,6 @@ def run_comparison(
     log=print,
 ) -> dict[str, Any]:
     """Run every (algorithm, seed), then write summary.json, plots and report.md."""
-    from .report import write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = []

@@ -11,22 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
 
-from ..models.resolve import cache_root
+from sdpo_envs import make_env_factory
+
+from ..models.resolve import cache_root, resolve_model
+from ..rollout.agent_loop import observation_tokens
+from ..rollout.task_rows import split_indices
 
 IGNORE = -100
 
 
 @dataclass(frozen=True)
 class SFTSpec:
+    """A warm start: supervised epochs on an environment's oracle demonstrations."""
+
     env: str
-    model: str
-    tasks: int = 256
+    model: str = "tiny"
+    tasks: int = field(default=256, metadata={"help": "oracle demonstrations"})
     epochs: float = 2.0
     learning_rate: float = 5e-5
     batch_size: int = 8
@@ -43,7 +51,6 @@ def demonstration_tokens(
     env: Any, index: int, tokenizer: Any, max_length: int
 ) -> dict[str, list[int]] | None:
     """Play the oracle on task ``index``; return input ids and labels (policy tokens only)."""
-    from ..rollout.agent_loop import observation_tokens
 
     _, info = env.reset(options={"index": index})
     tools = None if getattr(env, "tools_in_prompt", False) else info.get("tools")
@@ -91,13 +98,6 @@ def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None
     if (out / "sft.json").exists():
         log(f"warm start: cached checkpoint {out}")
         return out
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
-
-    from sdpo_envs import make_env_factory
-
-    from ..models.resolve import resolve_model
-    from ..rollout.task_rows import split_indices
 
     model, tokenizer = resolve_model(spec.model)
     env = make_env_factory(spec.env, **dict(spec.env_kwargs))()
@@ -142,3 +142,10 @@ def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None
         if not (out / "sft.json").exists():
             raise
     return out
+
+
+def warm_started(spec: SFTSpec) -> tuple[str, dict[str, Any]]:
+    """The warm start's path (trained once, then cached) and its record, for the runs that
+    start from it."""
+    path = warm_start(spec)
+    return str(path), {**json.loads((path / "sft.json").read_text()), "path": str(path)}

@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdpo_envs import make_env_factory
+
+from ..config import GRPOConfig, SDPOConfig
+from ..models.resolve import resolve_model
+from ..rollout.task_rows import index_dataset, split_indices
+from ..trainers.grpo import GRPOTrainer
+from ..trainers.sdpo import SDPOTrainer
+from .callbacks import HeldOutEvalCallback, JsonlMetricsCallback
+
 ALGORITHMS = ("sdpo", "grpo", "dapo", "dr_grpo")
 # What each baseline name means on the shared GRPO path.
 ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
@@ -18,21 +27,29 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+MODEL_HELP = "local path, cached hub name, or alias (tiny, smollm2-135m)"
+
+
 @dataclass
 class JobSpec:
-    env: str
-    model: str
-    algorithm: str = "sdpo"
+    """One training run on an environment with held-out evaluation (``sdpo train``; the runs
+    of ``sdpo compare``). Field help is the command line's."""
+
+    env: str = field(metadata={"help": "environment id, e.g. sdpo/Math-v0"})
+    model: str = field(default="tiny", metadata={"help": MODEL_HELP})
+    algorithm: str = field(default="sdpo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
     output_dir: str = "runs/job"
-    steps: int = 20
-    batch_size: int = 8
-    num_generations: int = 4
+    steps: int = field(default=20, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "completions per optimizer step"})
+    num_generations: int = field(default=4, metadata={"help": "completions per prompt (group size)"})
     max_completion_length: int = 128
     learning_rate: float = 1e-5
     seed: int = 0
-    eval_every: int = 5
-    eval_tasks: int = 32
-    eval_samples: int = 4
+    eval_every: int = field(
+        default=5, metadata={"help": "held-out evaluation interval in steps (0: start/end only)"}
+    )
+    eval_tasks: int = field(default=32, metadata={"help": "held-out tasks"})
+    eval_samples: int = field(default=4, metadata={"help": "samples per held-out task (n of pass@k)"})
     eval_temperature: float = 1.0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig/GRPOConfig field
@@ -46,7 +63,6 @@ class JobSpec:
 
 def config_for(spec: JobSpec):
     """The trainer config of a job: presets, then the job's shape, then user overrides."""
-    from ..config import GRPOConfig, SDPOConfig
 
     cls = SDPOConfig if spec.algorithm == "sdpo" else GRPOConfig
     values: dict[str, Any] = {
@@ -92,15 +108,6 @@ def run_job(
     ``initial_eval``: the step-0 held-out record of an earlier job that started from the same
     weights with the same seed and evaluation settings (reused instead of re-evaluated).
     """
-    import gymnasium as gym
-
-    from sdpo_envs import make_env_factory
-
-    from ..models.resolve import resolve_model
-    from ..rollout.task_rows import index_dataset, split_indices
-    from ..trainers.grpo import GRPOTrainer
-    from ..trainers.sdpo import SDPOTrainer
-    from .callbacks import HeldOutEvalCallback, JsonlMetricsCallback
 
     args = config_for(spec)
     out = Path(spec.output_dir)
@@ -111,7 +118,6 @@ def run_job(
     factory = make_env_factory(spec.env, **spec.env_kwargs)
     probe = factory()
     train_idx, eval_idx = split_indices(probe, spec.eval_tasks)
-    gym.utils.seeding.np_random(spec.seed)  # keep the env draw independent of global state
     metrics = JsonlMetricsCallback(out / "metrics.jsonl", spec.batch_size)
     evaluator = HeldOutEvalCallback(
         factory,

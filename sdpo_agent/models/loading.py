@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer
+
+from .resolve import resolve_model
 
 
 def prepare_model_and_tokenizer(model: Any, processing_class: Any, args: Any, peft_config: Any = None):
@@ -12,15 +15,11 @@ def prepare_model_and_tokenizer(model: Any, processing_class: Any, args: Any, pe
     dropout settings. Returns ``(model, tokenizer)``."""
     init_kwargs = dict(args.model_init_kwargs or {})
     if isinstance(model, str):
-        from .resolve import resolve_model
-
         model, tokenizer = resolve_model(model, **init_kwargs)
         processing_class = processing_class or tokenizer
     elif init_kwargs:
         raise ValueError("model_init_kwargs only applies when model is a name or path")
     if processing_class is None:
-        from transformers import AutoTokenizer
-
         processing_class = AutoTokenizer.from_pretrained(model.config._name_or_path)
     tokenizer = getattr(processing_class, "tokenizer", processing_class)  # processors wrap a tokenizer
     if tokenizer.pad_token is None:

@@ -24,6 +24,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from filelock import FileLock
+from huggingface_hub import constants, try_to_load_from_cache
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .smollm import convert_smollm2
+from .tiny import build_tiny_model
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,6 @@ class _Alias:
 
 
 def _build_tiny(target: Path) -> None:
-    from .tiny import build_tiny_model
 
     model, tokenizer = build_tiny_model()
     model.save_pretrained(target)
@@ -55,7 +60,6 @@ def _build_tiny(target: Path) -> None:
 
 
 def _build_smollm2(target: Path) -> None:
-    from .smollm import convert_smollm2
 
     convert_smollm2(target)
 
@@ -168,7 +172,6 @@ def _truthy(value: str | None) -> bool:
 
 @lru_cache(maxsize=1)
 def _hub_reachable() -> bool:
-    from huggingface_hub import constants
 
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True  # the proxy may reach what we cannot; let the hub client decide
@@ -192,7 +195,6 @@ def _hub_reachable() -> bool:
 
 def _offline_reason() -> str | None:
     """Why the hub cannot be used, or None when it can."""
-    from huggingface_hub import constants
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if _truthy(os.environ.get(var)):
@@ -205,7 +207,6 @@ def _offline_reason() -> str | None:
 
 
 def _is_repo_id(name: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(name)
@@ -215,7 +216,6 @@ def _is_repo_id(name: str) -> bool:
 
 
 def _hf_cache_snapshot(name: str, revision: str | None, cache_dir: str | None) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
 
     if not _is_repo_id(name):
         return None
@@ -253,7 +253,6 @@ def _locate(name: str, revision: str | None = None, hub_cache_dir: str | None = 
 
 
 def _offline_message(name: str, path: Path, reason: str, hub_cache_dir: str | None) -> str:
-    from huggingface_hub import constants
 
     aliases = "\n".join(f"    {alias}: {text}" for alias, text in list_aliases().items())
     return (
@@ -287,7 +286,6 @@ def resolve_model(
     `AutoModelForCausalLM.from_pretrained`. The tokenizer always has a pad token (the eos
     token when the checkpoint defines none).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = dict(model_init_kwargs)
     legacy_dtype = kwargs.pop("torch_dtype", None)

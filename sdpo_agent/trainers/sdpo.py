@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 
 from ..config import SDPOConfig
 from ..losses import (
@@ -111,7 +112,6 @@ class SDPOTrainer(RolloutTrainer):
     def _gather_list(self, values: list[Any]) -> list[Any]:
         if self.accelerator.num_processes == 1:
             return list(values)
-        from accelerate.utils import gather_object
 
         return gather_object(list(values))
 

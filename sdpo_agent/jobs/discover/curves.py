@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..evaluate import pass_at_k
+from ..eval import pass_at_k
 from .spec import METHODS, UnitResult
 
 

@@ -25,16 +25,23 @@ class DiscoverySpec:
     """Everything that determines a discovery run, except which questions, seeds and methods."""
 
     env: str
-    model: str
-    budget: int = 16
-    group_size: int = 4
-    topk: int = 100
+    model: str = "tiny"
+    budget: int = field(default=16, metadata={"help": "attempts (generated completions) per chain"})
+    group_size: int = field(default=4, metadata={"help": "SDPO attempts per step (G)"})
+    topk: int = field(default=100, metadata={"help": "SDPO distillation top-K logits"})
     learning_rate: float = 1e-5
     max_completion_length: int = 256
-    temperature: float = 1.0
-    retry_window_tokens: int = 2048
-    best_of_samples: int | None = None  # per seed; None means the budget
-    stop_at_first_success: bool = True
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, every method"})
+    retry_window_tokens: int = field(
+        default=2048, metadata={"help": "context budget of the retry conversation"}
+    )
+    best_of_samples: int | None = field(
+        default=None, metadata={"help": "i.i.d. samples per seed (n >= budget; default: budget)"}
+    )
+    stop_at_first_success: bool = field(
+        default=True,
+        metadata={"help": "stop SDPO at its first success (--no-stop-at-first-success trains to the budget)"},
+    )
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     sdpo_overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig field
 

@@ -1,4 +1,5 @@
-"""Held-out evaluation: pass@k (unbiased estimator) with bootstrap confidence intervals."""
+"""Held-out evaluation (``sdpo eval``, and during training): pass@k (unbiased estimator) with
+bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdpo_envs import TextEnv
+from sdpo_envs import TextEnv, make_env_factory
 
+from ..models.resolve import resolve_model
 from ..rollout.agent_loop import AgentLoop, EpisodeContext
 from ..rollout.backends import sampling_generator
 from ..rollout.generation import GenerationBackend, sampling_settings
-from ..rollout.task_rows import reset_options
+from ..rollout.task_rows import reset_options, split_indices
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -148,3 +150,45 @@ def evaluate_env(
         judge_error_rate=errors / max(1, len(jobs)),
         verdicts=verdicts,
     )
+
+
+@dataclass
+class EvalSpec:
+    """A model's pass@k on an environment's held-out tasks (``sdpo eval``)."""
+
+    env: str
+    model: str = "tiny"
+    tasks: int = field(default=32, metadata={"help": "held-out tasks to evaluate"})
+    samples: int = field(default=8, metadata={"help": "samples per task (n)"})
+    k: str = field(default="1,8", metadata={"help": "comma-separated k values (each <= samples)"})
+    temperature: float = 1.0
+    max_completion_length: int = 256
+    max_turns: int = 4
+    seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    use_vllm: bool = False
+
+    @property
+    def ks(self) -> list[int]:
+        return sorted({int(k) for k in self.k.split(",") if k.strip()})
+
+
+def run_eval(spec: EvalSpec) -> tuple[EvalResult, int]:
+    """Evaluate ``spec.model`` on the env's held-out split; the result and the number of tasks."""
+    factory = make_env_factory(spec.env, **spec.env_kwargs)
+    _, held_out = split_indices(factory(), spec.tasks)
+    model, tokenizer = resolve_model(spec.model)
+    result = evaluate_env(
+        model,
+        tokenizer,
+        factory,
+        held_out,
+        n=spec.samples,
+        ks=spec.ks,
+        temperature=spec.temperature,
+        max_completion_length=spec.max_completion_length,
+        max_turns=spec.max_turns,
+        seed=spec.seed,
+        use_vllm=spec.use_vllm,
+    )
+    return result, len(held_out)
