@@ -160,7 +160,7 @@ def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):
 
 def test_compare_evaluates_each_seeds_starting_weights_once(tmp_path, monkeypatch):
     from sdpo_agent.jobs import callbacks
-    from sdpo_agent.jobs import evaluate as evaluation
+    from sdpo_agent.jobs import eval as evaluation
 
     calls = []
 

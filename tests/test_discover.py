@@ -17,7 +17,7 @@ from sdpo_agent.jobs.discover.report import median_attempts, reading, spread_tex
 from sdpo_agent.jobs.discover.run import resolve_tasks
 from sdpo_agent.jobs.discover.spec import DiscoverySpec
 from sdpo_agent.jobs.discover.test_time_sdpo import sdpo_config
-from sdpo_agent.jobs.evaluate import pass_at_k
+from sdpo_agent.jobs.eval import pass_at_k
 from sdpo_envs import Feedback, TextEnv
 
 

@@ -8,7 +8,7 @@ import gymnasium as gym
 import pytest
 
 import sdpo_envs  # noqa: F401  (registers the built-in envs)
-from sdpo_agent.jobs.evaluate import bootstrap_ci, pass_at_k
+from sdpo_agent.jobs.eval import bootstrap_ci, pass_at_k
 from sdpo_agent.rollout.task_rows import MAX_DRAWN_TASKS, split_indices
 
 

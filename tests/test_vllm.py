@@ -18,7 +18,7 @@ from datasets import Dataset
 
 import sdpo_envs
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
-from sdpo_agent.jobs.evaluate import evaluate_env
+from sdpo_agent.jobs.eval import evaluate_env
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.rollout.backends import build_generator, sampling_generator
 from sdpo_agent.rollout.generation import sampling_settings
