@@ -16,6 +16,7 @@ _EXPORTS = {
     "SDPOTrainer": ".trainers.sdpo",
     "GRPOTrainer": ".trainers.grpo",
     "resolve_model": ".models.resolve",
+    "compare": ".jobs.compare",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -298,13 +298,26 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
 
 @dataclass
 class GRPOConfig(RolloutConfig):
-    """The RLVR baseline: group-normalised policy gradient (``loss_type`` grpo, bnpo, dr_grpo, dapo)."""
+    """The RLVR baseline: group-normalised policy gradient (``loss_type`` grpo, bnpo, dr_grpo, dapo).
+
+    >>> GRPOConfig(output_dir="out", loss_type="dr_grpo", scale_rewards=False).scale_rewards
+    'none'
+    """
 
 
 @dataclass
 class SDPOConfig(RolloutConfig, RepromptSettings):
     """Self-Distillation Policy Optimization: the reference fields (the reprompt ones from
-    ``RepromptSettings``), plus the ``trust_region`` teacher."""
+    ``RepromptSettings``), plus the ``trust_region`` teacher.
+
+    >>> args = SDPOConfig(output_dir="out", full_logit_distillation=True, distillation_topk=20)
+    >>> args.distillation_alpha, args.teacher_regularization, args.num_generations
+    (1.0, 'ema', 8)
+    >>> SDPOConfig(output_dir="out", distillation_alpha=0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True for other divergences (got distillation_alpha=0.5, full_logit_distillation=False)
+    """
 
     distillation_alpha: float = 1.0
     distillation_topk: int | None = None

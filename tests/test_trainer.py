@@ -12,6 +12,7 @@ from transformers import TrainerCallback
 
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
 from sdpo_agent.models.tiny import build_tiny_model
+from sdpo_agent.rollout.batching import build_tensors
 from sdpo_agent.teacher import TEACHER_FILE
 from sdpo_envs import Feedback, TextEnv, Turn
 
@@ -424,3 +425,42 @@ def test_a_groups_repeated_prompt_is_rendered_once(tmp_path, monkeypatch):
     assert rendered == [rows[0]["prompt"], rows[3]["prompt"], rows[5]["prompt"]]
     assert sent[0] == [render(row["prompt"], None) for row in rows]
     assert sent[0][0] is not sent[0][1]  # every row owns its list
+
+
+def test_each_step_of_the_pipeline_runs_alone(tmp_path):
+    """rollout -> reward -> tensors -> teacher context -> loss, called one by one."""
+    model, tokenizer = build_tiny_model()
+    args = SDPOConfig(output_dir=str(tmp_path), include_environment_feedback=True, **FAST)
+    trainer = SDPOTrainer(model=model, args=args, env=lambda: ParityEnv(), processing_class=tokenizer)
+    rows = [{"task_index": 3}] * 4  # one group of G = 4 on task 3
+
+    prompts, rollouts = trainer.rollout(rows)
+    assert len(rollouts) == 4 and all(p == prompts[0] for p in prompts)
+    assert all(r.feedback is not None and 1 <= len(r.completion_ids) <= 12 for r in rollouts)
+
+    texts = [tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
+    advantages, valid, rewards = trainer.reward(rows, prompts, texts, rollouts, "train")
+    assert rewards == [r.env_reward for r in rollouts] and valid.all()
+    assert abs(float(advantages.sum())) < 1e-5  # group-centred
+
+    batch = build_tensors(
+        rollouts,
+        pad_id=tokenizer.pad_token_id,
+        eos_ids=trainer.eos_token_ids,
+        mask_truncated=False,
+        device="cpu",
+    )
+    batch["advantages"], batch["valid"] = advantages, valid.float()
+    trainer.extend_batch(
+        batch, "train", rows=rows, prompts=prompts, completions=texts, rewards=rewards, rollouts=rollouts
+    )
+    failed = [i for i, r in enumerate(rewards) if r == 0.0]
+    assert batch["self_distillation_mask"][failed].tolist() == [1.0] * len(failed)  # feedback for each
+    teacher_text = (
+        tokenizer.decode(batch["teacher_input_ids"][failed[0]], skip_special_tokens=True) if failed else ""
+    )
+    assert not failed or "odd length" in teacher_text
+
+    trainer.current_gradient_accumulation_steps = 1  # what Trainer's loop sets before each step
+    loss = trainer.compute_loss(trainer.model, batch)
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad

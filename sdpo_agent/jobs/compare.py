@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,30 @@ def run_comparison(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     write_report(out_dir, summary, curves)
     return summary
+
+
+def compare(
+    env: str,
+    model: str = "tiny",
+    *,
+    algorithms: Sequence[str] = ("sdpo", "grpo"),
+    seeds: Sequence[int] = (0, 1),
+    output_dir: str | Path = "runs/compare",
+    **job_fields: Any,
+) -> dict[str, Any]:
+    """SDPO against RLVR baselines from Python, as ``sdpo compare`` runs it: every algorithm
+    with every seed from the same weights, on the same tasks and budget; ``job_fields`` are
+    ``JobSpec``'s (``steps``, ``batch_size``, ``eval_tasks``, ``overrides``, ...). Returns the
+    summary; ``report.md`` and the plots land in ``output_dir``.
+
+    >>> summary = compare(
+    ...     "sdpo/MCQ-v0", "tiny", algorithms=["sdpo", "grpo"], seeds=[0], output_dir=tmp_path,
+    ...     steps=1, batch_size=4, max_completion_length=8, eval_tasks=2, eval_samples=1, quiet=True,
+    ... )
+    >>> sorted(summary["algorithms"]), (tmp_path / "report.md").exists()
+    (['grpo', 'sdpo'], True)
+    """
+    base = JobSpec(env=env, model=model, **job_fields)
+    log = (lambda message: None) if base.quiet else print
+    command = f"compare({env!r}, {model!r}, algorithms={list(algorithms)}, seeds={list(seeds)})"
+    return run_comparison(base, list(algorithms), list(seeds), Path(output_dir), command=command, log=log)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import PrinterCallback
+
 from sdpo_envs import make_env_factory
 
 from ..config import GRPOConfig, SDPOConfig
@@ -51,6 +53,7 @@ class JobSpec:
     eval_tasks: int = field(default=32, metadata={"help": "held-out tasks"})
     eval_samples: int = field(default=4, metadata={"help": "samples per held-out task (n of pass@k)"})
     eval_temperature: float = 1.0
+    quiet: bool = field(default=False, metadata={"help": "no progress bars or per-step logs on the terminal"})
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig/GRPOConfig field
 
@@ -79,6 +82,7 @@ def config_for(spec: JobSpec):
         "save_total_limit": 2,
         "gradient_checkpointing": False,
         "report_to": _tensorboard_if_available(),
+        "disable_tqdm": spec.quiet,
         "env_kwargs": dict(spec.env_kwargs),
         **ALGORITHM_PRESETS[spec.algorithm],
     }
@@ -142,6 +146,8 @@ def run_job(
         callbacks=[metrics, evaluator],
     )
     evaluator.trainer = trainer
+    if spec.quiet:
+        trainer.remove_callback(PrinterCallback)  # disable_tqdm's fallback prints every log
     try:
         trainer.train()
     finally:

@@ -18,6 +18,15 @@ class GRPOTrainer(RolloutTrainer):
 
     Rows with a zero advantage (flat-reward groups) add exactly nothing to the loss or its
     gradient, so their forward and backward are skipped.
+
+    >>> from sdpo_agent import GRPOConfig, GRPOTrainer
+    >>> args = GRPOConfig(
+    ...     output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=4,
+    ...     max_completion_length=8, report_to=[], disable_tqdm=True,
+    ... )
+    >>> GRPOTrainer(model="tiny", args=args, env="sdpo/MCQ-v0").train()
+    {...}
+    TrainOutput(global_step=1, ...)
     """
 
     config_class = GRPOConfig

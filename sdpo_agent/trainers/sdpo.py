@@ -30,7 +30,18 @@ from .policy_logits import completion_logits, student_logits
 
 class SDPOTrainer(RolloutTrainer):
     """Self-Distillation Policy Optimization; a drop-in for the reference ``SDPOTrainer``,
-    with ``env=`` making environments the source of rewards and per-rollout feedback."""
+    with ``env=`` making environments the source of rewards and per-rollout feedback.
+
+    >>> from sdpo_agent import SDPOConfig, SDPOTrainer
+    >>> args = SDPOConfig(
+    ...     output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=4,
+    ...     max_completion_length=8, include_environment_feedback=True, report_to=[], disable_tqdm=True,
+    ... )
+    >>> trainer = SDPOTrainer(model="tiny", args=args, env="sdpo/Math-v0")
+    >>> trainer.train()  # prints the run's metrics, then returns them
+    {...}
+    TrainOutput(global_step=1, ...)
+    """
 
     config_class = SDPOConfig
     algorithm = "sdpo"
