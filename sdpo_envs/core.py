@@ -62,6 +62,25 @@ class TextEnv(gym.Env[str, str]):
     Multi-turn environments override ``respond(action) -> Turn`` instead of ``judge``.
     Any exception raised by a subclass while judging becomes a ``judge_error`` verdict:
     a broken environment never stops a training run.
+
+    >>> from sdpo_envs import Feedback, TextEnv
+    >>> class Reverse(TextEnv):
+    ...     default_dataset = [{"word": "policy"}]
+    ...     def build_messages(self, task):
+    ...         return [{"role": "user", "content": f"Reverse '{task['word']}'."}]
+    ...     def judge(self, task, action):
+    ...         if action.strip() == task["word"][::-1]:
+    ...             return 1.0, Feedback.passed()
+    ...         return 0.0, Feedback(f"Expected the reversal of {task['word']!r}.", "wrong_answer")
+    >>> env = Reverse()
+    >>> observation, info = env.reset(seed=0)
+    >>> observation, info["messages"][0]["role"]
+    ("Reverse 'policy'.", 'user')
+    >>> _, reward, terminated, truncated, info = env.step("policy")
+    >>> reward, terminated, info["feedback"].verdict, info["feedback"].text
+    (0.0, True, 'wrong_answer', "Expected the reversal of 'policy'.")
+    >>> env.reset(seed=0)[0] and env.step("ycilop")[1]
+    1.0
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}

@@ -54,6 +54,16 @@ class Feedback:
 
     ``text`` is what a teacher reprompt may quote; ``details`` holds structured results
     (per-test outcomes, the parsed answer, ...) for logging and analysis.
+
+    >>> feedback = Feedback("Expected 4, got 5.", "wrong_answer", details={"expected": 4})
+    >>> feedback.success, feedback.is_judge_error
+    (False, False)
+    >>> Feedback.passed().verdict, Feedback.passed().success
+    ('pass', True)
+    >>> Feedback("hi", "maybe")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown verdict 'maybe'; expected one of pass, wrong_answer, runtime_error, compile_error, time_limit, memory_limit, format_error, tool_error, judge_error
     """
 
     text: str

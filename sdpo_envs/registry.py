@@ -24,6 +24,13 @@ def register(env_id: str, entry_point: str | Callable[..., gym.Env], **kwargs: A
     a class/factory. ``kwargs`` are default constructor arguments, overridable at make time.
     The env checker wrapper is disabled because text envs are validated by ``check_env``
     in the test suite, and the passive checker's numpy assumptions do not apply to text.
+
+    >>> import gymnasium as gym
+    >>> register("examples/Math-Reveal-v0", entry_point="environments.math_check.env:MathEnv",
+    ...          reveal_answer=True)
+    >>> env = gym.make("examples/Math-Reveal-v0")
+    >>> env.unwrapped.policy.reveal_answer, "examples/Math-Reveal-v0" in registered_envs()
+    (True, True)
     """
     if env_id in gym.registry and env_id in _sdpo_ids:
         existing = gym.registry[env_id]

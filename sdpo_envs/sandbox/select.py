@@ -88,7 +88,16 @@ def run_python(
     files: Mapping[str, str | bytes] | None = None,
     allow_unsafe: bool = False,
 ) -> ExecResult:
-    """Run Python source ``code`` in a sandbox and return what happened."""
+    """Run Python source ``code`` in a sandbox and return what happened.
+
+    >>> result = run_python("import sys; print(sum(map(int, sys.stdin.read().split())))", stdin="40 2")
+    >>> result.status, result.stdout
+    ('ok', '42\\n')
+    >>> run_python("while True: pass", limits=Limits(cpu_s=0.5, wall_s=5)).status
+    'time_limit'
+    >>> run_python("import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)").status
+    'runtime_error'
+    """
     chosen = get_backend(backend, allow_unsafe=allow_unsafe)
     all_files = dict(files or {})
     all_files["main.py"] = code
