@@ -326,3 +326,44 @@ def test_close_removes_containers_and_orphans_are_collected():
     finally:
         if api.containers(all=True, filters={"id": orphan}):
             api.remove_container(orphan, force=True)
+
+
+_READ_QUOTA = """
+for quota, period in (("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+                      ("/sys/fs/cgroup/cpu.max", None)):
+    try:
+        words = open(quota).read().split() + ([open(period).read().strip()] if period else [])
+    except OSError:
+        continue
+    print(int(words[0]) / int(words[1]))
+    break
+else:
+    print("unreadable")
+"""
+
+
+@needs_engine
+def test_each_container_gets_the_runs_cpu_quota(backend):
+    half = run(backend, _READ_QUOTA, limits=Limits(cpu_s=1.0, wall_s=5.0, memory_mb=256, cpus=0.5))
+    one = run(backend, _READ_QUOTA, limits=Limits(cpu_s=1.0, wall_s=5.0, memory_mb=256, cpus=1.0))
+    assert half.status == one.status == "ok", (half, one)
+    if "unreadable" in half.stdout:
+        pytest.skip("the container cannot read its own cpu controller here")
+    assert float(half.stdout) == 0.5 and float(one.stdout) == 1.0
+    assert half.extra["container_id"] != one.extra["container_id"]  # never shared across quotas
+    assert "cgroup cpu quota 0.5 CPU (container, whole tree)" in half.isolation.enforced
+    assert any(item.startswith("nice 10") for item in half.isolation.enforced)
+
+
+@needs_engine
+def test_backend_cpus_caps_the_quota():
+    capped = DockerBackend(pool_size=1, cpus=0.25)
+    try:
+        result = run(capped, _READ_QUOTA, limits=Limits(cpu_s=1.0, wall_s=5.0, memory_mb=256, cpus=2.0))
+    finally:
+        capped.close()
+    assert result.status == "ok", result
+    if "unreadable" not in result.stdout:
+        assert float(result.stdout) == 0.25
+    with pytest.raises(ValueError):
+        DockerBackend(pool_size=1, cpus=0)

@@ -18,6 +18,9 @@ EXEC_STATUSES: tuple[str, ...] = (
 )
 
 
+MIN_CPUS = 0.01  # the smallest CPU bandwidth quota: 1 ms per 100 ms period (Docker's minimum too)
+
+
 class SandboxUnavailable(RuntimeError):
     """The requested backend cannot run on this machine (the message says why)."""
 
@@ -27,7 +30,9 @@ class Limits:
     """Resource limits for one sandboxed run.
 
     ``cpu_s`` is CPU time of the whole process tree (not wall clock); ``wall_s`` is the
-    backstop for programs that sleep or block. ``memory_mb`` caps the tree's memory,
+    backstop for programs that sleep or block. ``cpus`` is how many cores the tree may use
+    at once (a kernel CPU bandwidth quota where the backend can set one; it bounds how fast
+    the tree can burn through ``cpu_s``). ``memory_mb`` caps the tree's memory,
     ``processes`` its task count, ``output_bytes`` stdout and stderr each, ``disk_mb`` the
     writable scratch space.
     """
@@ -38,12 +43,15 @@ class Limits:
     output_bytes: int = 1 << 20
     processes: int = 64
     disk_mb: int = 64
+    cpus: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("cpu_s", "wall_s", "memory_mb", "output_bytes", "processes", "disk_mb"):
+        for name in ("cpu_s", "wall_s", "memory_mb", "output_bytes", "processes", "disk_mb", "cpus"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
+        if self.cpus < MIN_CPUS:
+            raise ValueError(f"Limits.cpus must be at least {MIN_CPUS}, got {self.cpus!r}")
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,13 @@
 
 1. ``bwrap`` starts as the slot's uid with ``--info-fd`` (reports the sandbox's pid 1) and
    ``--block-fd`` (pid 1 waits there after all mounts, before it forks the program).
-2. While pid 1 waits we set its rlimits and move it into the slot's cgroups, then release
-   it: the program and all it starts inherit both, with no race and no extra exec.
+2. While pid 1 waits we set its rlimits and its nice value and move it into the slot's
+   cgroups, then release it: the program and all it starts inherit all of them, with no
+   race and no extra exec.
 3. stdout/stderr are read with a cap while tree CPU time and the wall clock are watched.
+   The kernel holds the tree to ``Limits.cpus`` cores (the cgroup's CPU quota), so it can
+   never take every core from this thread; the counter is read every 50 ms, and more often
+   as the tree nears ``Limits.cpu_s``, so the run stops within a few ms of CPU past it.
    pid 1 exits only after the kernel has killed the rest of its pid namespace, so once it
    is gone nothing of the run survives; killing it is how a run is stopped early.
 """
@@ -34,6 +38,10 @@ from .slots import Slot
 _SETUP_TIMEOUT_S = 10.0
 _EXIT_GRACE_S = 5.0
 _ZOMBIE_SLACK = 32
+# The tree's CPU counter is read every _CHECK_MAX_S, and, as the tree nears its limit, after
+# half the time it could take to reach it on every core (never more often than _CHECK_MIN_S).
+_CHECK_MIN_S = 0.005
+_CHECK_MAX_S = 0.05
 
 
 class SetupFailed(Exception):
@@ -62,6 +70,11 @@ class BwrapRun:
         self.fds: list[int] = []
         self.argv: list[str] = []
         self.init_pid = 0
+        self.nice_error = ""  # why the tree could not be niced, if it could not
+        self._cpu_used = 0.0  # the tree's CPU seconds at the last check
+        # Within one quota period the tree may run on every core we have (the quota bounds
+        # its average over a period): the fastest it can burn CPU time, for the check interval.
+        self._cpu_rate = 1.0
 
     def execute(
         self, argv: Sequence[str], files: dict[str, bytes], stdin: bytes, env: Mapping[str, str] | None
@@ -103,6 +116,7 @@ class BwrapRun:
                     # Still as the sandbox uid: prlimit() on another uid's process needs
                     # CAP_SYS_RESOURCE, which root lacks in many containers.
                     rl.apply_to_pid(init_pid, self.rlimits)
+                    self._nice(init_pid)
             except BaseException:
                 with proc:  # closes our pipe ends, waits
                     proc.kill()
@@ -139,11 +153,21 @@ class BwrapRun:
         cap = rl.output_cap(self.limits)
         buffers = {"stdout": CappedBuffer(cap), "stderr": CappedBuffer(cap)}
         fds = {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno()}  # type: ignore[union-attr]
-        check = self._cpu_check if self.group is not None and self.group.cpu else None
+        check = self._cpu_check if self.group is not None and self.group.cpu_accounting else None
+        self._cpu_rate = float(len(os.sched_getaffinity(0)))
         # Watch pid 1, not bwrap: bwrap may exit as soon as it knows the program's status.
-        outcome = pump(buffers, fds, deadline=self.deadline, exit_fd=init_fd, check=check)
+        outcome = pump(
+            buffers,
+            fds,
+            deadline=self.deadline,
+            exit_fd=init_fd,
+            check=check,
+            check_every=self._cpu_check_interval,
+        )
         killed_for = outcome.reason if outcome.reason not in ("exited", "eof") else None
         if killed_for:
+            if self.group is not None:
+                self.group.signal_all()  # every process at once, not only pid 1
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(init_fd, signal.SIGKILL)
         if not _wait_readable(init_fd, _EXIT_GRACE_S):
@@ -255,9 +279,24 @@ class BwrapRun:
                 stack.enter_context(identity.thread_credentials(self.slot.lease.uid, self.slot.lease.gid))
             yield
 
+    def _nice(self, pid: int) -> None:
+        """Lower the (stopped) pid 1's priority; every task of the tree inherits it."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, rl.SANDBOX_NICE)
+        except OSError as exc:
+            self.nice_error = exc.strerror or str(exc)
+
     def _cpu_check(self) -> str | None:
         used = self.group.cpu_s() if self.group is not None else None
-        return "cpu_limit" if used is not None and used > self.limits.cpu_s else None
+        if used is None:
+            return None
+        self._cpu_used = used
+        return "cpu_limit" if used > self.limits.cpu_s else None
+
+    def _cpu_check_interval(self) -> float:
+        # The earliest the tree can pass its limit, on every core at once: check by half of that.
+        soonest = (self.limits.cpu_s - self._cpu_used) / self._cpu_rate
+        return min(_CHECK_MAX_S, max(_CHECK_MIN_S, soonest / 2))
 
     def isolation(self) -> Isolation:
         lim = self.limits
@@ -281,12 +320,16 @@ class BwrapRun:
             missing.append(f"separate uid (not root: runs as uid {os.getuid()} in a user namespace)")
         if self.group is not None:
             enforced += self.group.describe(lim, self.tasks)
-            if self.group.missing_reason:
-                missing.append(self.group.missing_reason)
+            missing += self.group.missing()
         else:
             missing.append("cgroups (none writable here): memory by RLIMIT_AS per process")
-        if not (self.group and self.group.cpu):
+            missing.append("cgroup cpu quota (no writable cgroups here)")
+        if not (self.group and self.group.cpu_accounting):
             missing.append("tree CPU total (RLIMIT_CPU per process only)")
+        if self.nice_error:
+            missing.append(f"nice {rl.SANDBOX_NICE} ({self.nice_error})")
+        else:
+            enforced.append(f"nice {rl.SANDBOX_NICE} for the whole tree (inherited; cannot be undone)")
         if not self.task_cap:
             missing.append(
                 "task cap (no pids cgroup, and RLIMIT_NPROC would count all of our uid's processes)"

@@ -76,14 +76,17 @@ def pump(
     deadline: float,
     exit_fd: int | None = None,
     check: Callable[[], str | None] | None = None,
-    check_every: float = 0.05,
+    check_every: float | Callable[[], float] = 0.05,
 ) -> PumpResult:
     """Read the pipes in ``fds`` (name -> fd) into ``buffers`` until something happens.
 
     Closed streams are removed from ``fds`` so a later call drains only what is left.
     ``exit_fd`` is a pidfd (readable once the process exits); ``check`` is polled every
     ``check_every`` seconds (e.g. the cgroup's CPU time) and stops the pump with its reason.
+    ``check_every`` may be a function, asked for the next interval after every check (so
+    the CPU counter is read more often as the tree nears its limit).
     """
+    interval = check_every if callable(check_every) else (lambda: check_every)
     poller = select.poll()
     by_fd: dict[int, str] = {}
     for name, fd in fds.items():
@@ -92,7 +95,7 @@ def pump(
         by_fd[fd] = name
     if exit_fd is not None:
         poller.register(exit_fd, select.POLLIN)
-    next_check = time.monotonic() + check_every
+    next_check = time.monotonic() + interval()
     while by_fd or exit_fd is not None:
         now = time.monotonic()
         if now >= deadline:
@@ -122,10 +125,10 @@ def pump(
             if not buffers[name].feed(data):
                 return PumpResult("output_limit", stream=name)
         if check is not None and time.monotonic() >= next_check:
-            next_check = time.monotonic() + check_every
             reason = check()
             if reason:
                 return PumpResult(reason)
+            next_check = time.monotonic() + interval()
     return PumpResult("eof")
 
 

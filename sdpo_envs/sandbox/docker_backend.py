@@ -12,17 +12,21 @@ How a run goes:
 * A small pool of warm containers is reused between runs. Each container runs with
   ``network_mode=none``, a read-only root, uid 65534, every capability dropped,
   ``no-new-privileges``, the engine's default seccomp profile, a memory cgroup without
-  swap, a pids cgroup, a CPU quota, and size-limited tmpfs for the scratch dir
-  ``/work/run``, ``/tmp`` and ``/dev/shm`` (nothing else is writable). Its only long-lived process (PID 1) is :mod:`.docker_supervisor`, which
-  the host talks to over the container's attached stdio (one connection per container,
-  no ``docker exec`` per run).
+  swap, a pids cgroup, a CPU quota of ``Limits.cpus`` (containers are reused only for runs
+  with the same quota), and size-limited tmpfs for the scratch dir ``/work/run``, ``/tmp``
+  and ``/dev/shm`` (nothing else is writable). Its only long-lived process (PID 1) is
+  :mod:`.docker_supervisor`, which the host talks to over the container's attached stdio
+  (one connection per container, no ``docker exec`` per run).
 * Per run, the supervisor writes the files into the empty ``/work/run``, forks the program
-  with its own rlimits (CPU, address space, file size, no core) and ``oom_score_adj`` 1000,
-  polls the container's cgroup CPU counter to enforce the CPU limit of the whole process
-  tree, enforces the wall clock and the output caps, then kills every other process in the
-  container, reaps them (summing their rusage), wipes ``/work/run``, ``/tmp``, ``/dev/shm``,
-  POSIX message queues and SysV IPC objects, verifies that nothing is left, and reports. The
-  host also keeps a wall-clock backstop of its own.
+  with its own rlimits (CPU, address space, file size, no core, no raising its priority),
+  nice 10 and ``oom_score_adj`` 1000, polls the container's cgroup CPU counter to enforce
+  the CPU limit of the whole process tree (every 50 ms, more often near the limit; the
+  kernel's CPU quota bounds how fast the tree can get there and, with the program niced,
+  leaves the supervisor its share of that quota), enforces the wall clock and the output
+  caps, then kills every other process in the container, reaps them (summing their
+  rusage), wipes ``/work/run``, ``/tmp``, ``/dev/shm``, POSIX message queues and SysV IPC
+  objects, verifies that nothing is left, and reports. The host also keeps a wall-clock
+  backstop of its own.
 * A container whose cleanup was not verified, whose supervisor stopped answering, or that
   died is removed and replaced. Containers are labelled with their owner (host and pid):
   they remove themselves when the owning process disconnects (``StdinOnce`` plus
@@ -49,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
+from .base import MIN_CPUS, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
 from .capture import classify, decode_output
 from .docker_image import SANDBOX_GID, SANDBOX_PYTHON, SANDBOX_UID, SUPERVISOR_PATH, ensure_image
 from .files import as_bytes, normalize_files
@@ -112,10 +116,12 @@ class _Profile:
     memory_mb: int
     processes: int
     disk_mb: int
+    cpus: float  # the container's CPU quota (Limits.cpus, capped by the backend and the host)
 
     @classmethod
-    def of(cls, limits: Limits) -> _Profile:
-        return cls(int(limits.memory_mb), int(limits.processes), int(limits.disk_mb))
+    def of(cls, limits: Limits, max_cpus: float) -> _Profile:
+        cpus = round(min(float(limits.cpus), max_cpus), 2)  # Docker's nano_cpus step is 0.01 CPU
+        return cls(int(limits.memory_mb), int(limits.processes), int(limits.disk_mb), max(MIN_CPUS, cpus))
 
     @property
     def cgroup_memory_mb(self) -> int:
@@ -252,8 +258,9 @@ class DockerBackend(SandboxBackend):
     """Run programs in a pool of warm, locked-down containers (see the module docstring).
 
     ``pool_size`` bounds the number of containers (and so of concurrent runs; further
-    callers wait); it defaults to ``$SDPO_DOCKER_POOL_SIZE`` or max(2, CPU count). ``cpus``
-    is each container's CPU quota. ``run`` is thread-safe.
+    callers wait); it defaults to ``$SDPO_DOCKER_POOL_SIZE`` or max(2, CPU count). Each
+    container's CPU quota is the run's ``Limits.cpus``, at most ``cpus`` when that is given
+    and at most the engine's CPU count (Docker refuses more). ``run`` is thread-safe.
 
     ``ExecResult.exit_code`` is the program's exit status, 128+N when signal N killed it,
     ``None`` when the sandbox killed it for a limit (as the bwrap backend reports them).
@@ -265,7 +272,9 @@ class DockerBackend(SandboxBackend):
     name = "docker"
     trusted_isolation = True
 
-    def __init__(self, *, pool_size: int | None = None, cpus: float = 1.0, client: Any = None) -> None:
+    def __init__(
+        self, *, pool_size: int | None = None, cpus: float | None = None, client: Any = None
+    ) -> None:
         try:
             import docker
         except ImportError as exc:
@@ -274,9 +283,9 @@ class DockerBackend(SandboxBackend):
         self.pool_size = int(pool_size or _default_pool_size())
         if self.pool_size < 1:
             raise ValueError("pool_size must be at least 1")
-        if cpus <= 0:
-            raise ValueError("cpus must be positive")
-        self.cpus = float(cpus)
+        if cpus is not None and not cpus >= MIN_CPUS:
+            raise ValueError(f"cpus must be at least {MIN_CPUS}")
+        self.cpus = None if cpus is None else float(cpus)
         try:
             self._client = client or docker.from_env(timeout=60, max_pool_size=self.pool_size + 8)
             version = self._client.version()
@@ -287,6 +296,8 @@ class DockerBackend(SandboxBackend):
         except Exception as exc:
             raise SandboxUnavailable(f"the Docker engine could not be used: {_short(exc)}") from exc
         self.engine_version = str(version.get("Version", "?"))
+        engine_cpus = float(info.get("NCPU") or os.cpu_count() or 1)
+        self._max_cpus = min(engine_cpus, self.cpus) if self.cpus is not None else engine_cpus
         self._seccomp = any("seccomp" in str(option) for option in info.get("SecurityOptions") or ())
         self._pid = os.getpid()
         self._owner = f"{socket.gethostname()}:{self._pid}"
@@ -349,7 +360,7 @@ class DockerBackend(SandboxBackend):
     ) -> ExecResult:
         limits = limits or Limits()
         started = time.monotonic()
-        profile = _Profile.of(limits)
+        profile = _Profile.of(limits, self._max_cpus)
         request_id = f"{os.getpid()}-{next(self._requests)}"
         payload = self._payload(request_id, argv, files, stdin, limits, env, profile)
         failure = "no attempt was made"
@@ -411,8 +422,11 @@ class DockerBackend(SandboxBackend):
     def isolation(self, limits: Limits | None = None, hello: Mapping[str, Any] | None = None) -> Isolation:
         """What a run under ``limits`` has enforced (see the module docstring)."""
         limits = limits or Limits()
-        profile = _Profile.of(limits)
+        profile = _Profile.of(limits, self._max_cpus)
         cgroup_cpu = hello is None or bool(hello.get("cpu_file"))
+        # What the kernel holds the container to, as its supervisor read it (None: not started).
+        quota = profile.cpus if hello is None else hello.get("cpu_quota")
+        nice = 10 if hello is None else hello.get("program_nice")
         enforced = [
             f"docker {self.engine_version} container: own pid, mount, ipc, uts and network namespaces",
             "network: none",
@@ -427,14 +441,21 @@ class DockerBackend(SandboxBackend):
             f"processes: pids cgroup of {profile.pids} tasks (processes + the supervisor)",
             f"cpu time: {limits.cpu_s:g} s for the whole process tree ("
             + ("cgroup CPU counter" if cgroup_cpu else "/proc")
-            + " polled every 50 ms) and RLIMIT_CPU per process",
-            f"cpu quota: {self.cpus:g} CPU",
+            + " polled every 50 ms, more often near the limit) and RLIMIT_CPU per process",
             f"wall clock: {limits.wall_s:g} s, plus a host-side backstop",
             f"output: {limits.output_bytes} bytes per stream",
             f"scratch: {profile.disk_mb} MiB tmpfs /work/run (RLIMIT_FSIZE), private tmpfs /tmp and /dev/shm",
             "after each run every process is killed and scratch, /tmp, /dev/shm and IPC objects are wiped",
         ]
+        if quota:
+            enforced.append(f"cgroup cpu quota {quota:g} CPU (container, whole tree)")
+        if nice:
+            enforced.append(f"nice {nice} for the whole tree (inherited; RLIMIT_NICE 0, cannot be undone)")
         missing = [f"user namespace (uid {SANDBOX_UID} inside is uid {SANDBOX_UID} on the host)"]
+        if not quota:
+            missing.append("cgroup cpu quota (the container's cpu controller shows none)")
+        if not nice:
+            missing.append("nice (an older supervisor)")
         if not cgroup_cpu:
             missing.append("cgroup CPU accounting (tree CPU polled from /proc instead)")
         return Isolation("docker", enforced=tuple(enforced), missing=tuple(missing))
@@ -671,7 +692,7 @@ class DockerBackend(SandboxBackend):
             mem_limit=profile.cgroup_memory_mb * MIB,
             memswap_limit=profile.cgroup_memory_mb * MIB,
             pids_limit=profile.pids,
-            nano_cpus=int(self.cpus * 1e9),
+            nano_cpus=round(profile.cpus * 1e9),
             ipc_mode="private",
             shm_size=disk * MIB,
             tmpfs={

@@ -15,6 +15,10 @@ from .base import Limits
 
 MIB = 1 << 20
 Rlimits = dict[int, tuple[int, int]]
+# The sandbox tree runs at this nice value (set on its first process, inherited). With
+# RLIMIT_NICE 0 and no CAP_SYS_NICE in the host's user namespace it cannot be lowered again,
+# so a tree of busy threads yields to the supervisor that measures and stops it.
+SANDBOX_NICE = 10
 
 _CLI_NAMES = {
     resource.RLIMIT_CPU: "cpu",
@@ -22,6 +26,7 @@ _CLI_NAMES = {
     resource.RLIMIT_FSIZE: "fsize",
     resource.RLIMIT_NPROC: "nproc",
     resource.RLIMIT_AS: "as",
+    resource.RLIMIT_NICE: "nice",
 }
 
 
@@ -57,6 +62,7 @@ def rlimits_for(limits: Limits, *, memory: bool, nproc: int | None) -> Rlimits:
         resource.RLIMIT_CPU: (cpu, cpu + 1),
         resource.RLIMIT_CORE: (0, 0),
         resource.RLIMIT_FSIZE: (fsize, fsize),
+        resource.RLIMIT_NICE: (0, 0),  # no way back below the nice value the tree starts with
     }
     if nproc is not None:
         result[resource.RLIMIT_NPROC] = (nproc, nproc)
@@ -100,4 +106,6 @@ def describe(rlimits: Rlimits) -> tuple[str, ...]:
             parts.append(f"rlimit-fsize {soft // MIB} MiB")
         elif which == resource.RLIMIT_CORE:
             parts.append("rlimit-core 0")
+        elif which == resource.RLIMIT_NICE:
+            parts.append("rlimit-nice 0 (priority cannot be raised)")
     return tuple(parts)

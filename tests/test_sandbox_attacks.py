@@ -1,0 +1,210 @@
+"""CPU-time attacks against every isolating sandbox backend: the tree's CPU total must hold.
+
+Many busy threads and processes once starved the thread that reads the tree's CPU counter
+and ran far past ``Limits.cpu_s`` (4.99 s of CPU against a 2 s limit). Each test here runs a
+real program; it asserts on the CPU seconds the backend reports and on the status, never on
+wall time: the tree must be stopped as a ``time_limit`` within 10 % + 0.2 s of its limit.
+The busy threads hash a 1 MiB buffer, which releases the GIL, so they really do run at once.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sdpo_envs.sandbox import Limits, available_backends, get_backend
+
+_reasons: dict[str, str | None] = {}
+
+
+def _reason(name: str) -> str | None:
+    if not _reasons:
+        _reasons.update(available_backends())
+    return _reasons[name]
+
+
+@pytest.fixture(params=["bwrap", "docker"])
+def backend(request):
+    reason = _reason(request.param)
+    if reason is not None:
+        pytest.skip(f"sandbox backend {request.param!r} is unavailable here: {reason}")
+    return get_backend(request.param)
+
+
+def limits(cpu_s: float, **kwargs) -> Limits:
+    # A wall clock far away: the CPU limit, not the wall clock, must stop these programs.
+    return Limits(cpu_s=cpu_s, wall_s=60.0, memory_mb=512, processes=64, **kwargs)
+
+
+def run(backend, code: str, lim: Limits):
+    return backend.run([backend.python, "main.py"], files={"main.py": textwrap.dedent(code)}, limits=lim)
+
+
+def assert_stopped_in_time(result, lim: Limits) -> None:
+    assert result.status == "time_limit", result
+    assert "CPU time" in result.detail, result.detail  # the tree total, not the wall clock
+    assert result.cpu_s <= 1.1 * lim.cpu_s + 0.2, f"{result.cpu_s:.2f}s of CPU against {lim.cpu_s:g}s"
+
+
+SPIN = """
+import hashlib, os, threading
+BUF = b"x" * (1 << 20)
+
+def spin():
+    while True:
+        hashlib.sha256(BUF).digest()  # releases the GIL: every thread burns a core
+
+def threads(n):
+    for _ in range(n):
+        try:
+            threading.Thread(target=spin, daemon=True).start()
+        except RuntimeError:  # out of address space or tasks: spin with what we have
+            break
+
+def processes(n):
+    for _ in range(n - 1):
+        try:
+            if os.fork() == 0:
+                return
+        except OSError:
+            return
+"""
+
+ATTACKS = {
+    "8-processes-x-5-threads": SPIN + "processes(8)\nthreads(4)\nspin()\n",
+    "1-process-x-40-threads": SPIN + "threads(39)\nspin()\n",
+    "40-processes-x-1-thread": SPIN + "processes(40)\nspin()\n",
+    # Pure-Python threads fight over the GIL: a storm of futex wake-ups, not only busy cores.
+    "8-processes-x-5-gil-threads": """
+import os, threading
+def spin():
+    while True:
+        pass
+for _ in range(7):
+    if os.fork() == 0:
+        break
+for _ in range(4):
+    threading.Thread(target=spin, daemon=True).start()
+spin()
+""",
+    # Each link forks its successor and exits: no process lives long, the chain goes on.
+    "forking-chain": SPIN
+    + """
+if os.fork() == 0:
+    while True:
+        try:
+            child = os.fork()
+        except OSError:  # at the task cap: try again
+            continue
+        if child:
+            for _ in range(8):
+                hashlib.sha256(BUF).digest()
+            os._exit(0)
+threads(3)
+spin()
+""",
+}
+
+
+def test_forty_busy_threads_in_eight_processes_stop_at_the_cpu_limit(backend):
+    lim = limits(2.0)
+    assert_stopped_in_time(run(backend, ATTACKS["8-processes-x-5-threads"], lim), lim)
+
+
+@pytest.mark.parametrize("attack", [name for name in ATTACKS if name != "8-processes-x-5-threads"])
+def test_other_busy_trees_stop_at_the_cpu_limit(backend, attack):
+    lim = limits(1.0)
+    assert_stopped_in_time(run(backend, ATTACKS[attack], lim), lim)
+
+
+def test_concurrent_attacks_each_stop_at_their_cpu_limit(backend):
+    lim = limits(1.0)
+    codes = [
+        ATTACKS["8-processes-x-5-threads"],
+        ATTACKS["8-processes-x-5-gil-threads"],
+        ATTACKS["forking-chain"],
+    ]
+    with ThreadPoolExecutor(len(codes)) as pool:
+        results = list(pool.map(lambda code: run(backend, code, lim), codes))
+    for result in results:
+        assert_stopped_in_time(result, lim)
+    assert run(backend, "print('alive')", limits(1.0)).stdout == "alive\n"
+
+
+def test_the_tree_is_held_to_its_cpu_quota_and_cannot_renice(backend):
+    code = """
+    import os
+    print(os.nice(0))
+    for attempt in (lambda: os.nice(-1), lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)):
+        try:
+            attempt()
+            print("raised")
+        except PermissionError:
+            print("refused")
+    """
+    result = run(backend, code, limits(1.0, cpus=0.5))
+    assert result.status == "ok", result
+    assert result.stdout.split() == ["10", "refused", "refused"]
+    enforced = " | ".join(result.isolation.enforced)
+    assert "nice 10" in enforced
+    if "cpu quota" not in " ".join(result.isolation.missing):
+        assert "cpu quota 0.5 CPU" in enforced, result.isolation
+
+
+def test_honest_multithreaded_work_is_unchanged(backend):
+    code = """
+    import hashlib, threading
+    BUF = b"x" * (1 << 20)
+    def work():
+        for _ in range(40):
+            hashlib.sha256(BUF).digest()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("done")
+    """
+    result = run(backend, code, limits(5.0))
+    assert result.status == "ok", result
+    assert result.stdout == "done\n"
+
+
+def test_limits_cpus_is_validated():
+    for bad in (0, -1, 0.001, float("nan"), True, "1"):
+        with pytest.raises(ValueError):
+            Limits(cpus=bad)
+    assert Limits(cpus=0.01).cpus == 0.01
+    assert Limits().cpus == 1.0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups are only writable as root here")
+def test_a_reused_bwrap_slot_gets_each_runs_quota():
+    from sdpo_envs.sandbox.bwrap import BwrapBackend
+    from sdpo_envs.sandbox.cgroups import CPU_PERIOD_US
+
+    if _reason("bwrap") is not None:
+        pytest.skip(_reason("bwrap"))
+    backend = BwrapBackend()
+    try:
+        seen = []
+        for cpus in (0.5, 1.0, 0.25, 0.25):
+            result = run(backend, "print('hi')", limits(1.0, cpus=cpus))
+            assert result.status == "ok", result
+            (slot,) = backend._pool.idle()  # one run at a time: the same slot every time
+            group = slot.cgroup
+            if group is None or group.quota_cpus is None or group.version != "v1":
+                pytest.skip(f"no reused cgroup-v1 cpu quota here: {result.isolation.missing}")
+            with open(os.path.join(group.dirs["cpu"], "cpu.cfs_quota_us")) as fh:
+                seen.append(int(fh.read()))
+            assert f"cpu quota {cpus:g} CPU" in " | ".join(result.isolation.enforced)
+        assert seen == [round(c * CPU_PERIOD_US) for c in (0.5, 1.0, 0.25, 0.25)]
+        dirs = list(group.dirs.values())
+        parent = os.path.dirname(group.dirs["cpu"])
+    finally:
+        backend.close()
+    assert not [d for d in dirs if os.path.exists(d)], "the slot's cgroups were not removed"
+    assert os.path.isdir(parent) or not os.path.exists(parent)
