@@ -6,6 +6,8 @@ Field names and defaults follow the reference SDPO trainer page; invalid combina
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,6 +27,16 @@ VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
 
 def _bf16_supported() -> bool:
     return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def check_field_names(config_class: type, names: Iterable[str]) -> None:
+    """Raise ``ValueError`` for the first name that is no field of ``config_class``, naming the
+    closest field (overrides from the command line or a YAML file)."""
+    known = [f.name for f in fields(config_class)]
+    for name in sorted(set(names) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"{config_class.__name__} has no field {name!r}{hint}")
 
 
 def _raise_first_failure(checks: list[tuple[bool, str]]) -> None:

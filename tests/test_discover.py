@@ -228,7 +228,7 @@ def test_sdpo_config_is_one_group_on_one_question_with_top_k_reverse_kl():
     assert sdpo_config(spec, seed=7, output_dir="unused").max_steps == 5
     with pytest.raises(ValueError, match="n >= k"):
         DiscoverySpec(env="x", model="tiny", budget=8, best_of_samples=4)
-    with pytest.raises(ValueError, match="unknown SDPOConfig field"):
+    with pytest.raises(ValueError, match="SDPOConfig has no field"):
         sdpo_config(DiscoverySpec(env="x", model="tiny", sdpo_overrides={"nope": 1}), 0, "unused")
 
 

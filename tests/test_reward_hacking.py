@@ -308,7 +308,7 @@ CODE_ENV_ATTACKS = {
 def test_code_env_attacks_are_the_models_failure(backend, name):
     task = {
         "task_id": "add",
-        "question": "Write add(x, y).",
+        "prompt": "Write add(x, y).",
         "tests": [call("add", [1, 2], 3), call("add", [2, 2], 4)],
     }
     env = gym.make("sdpo/CodeExec-v0", dataset=[task], backend=backend, limits=FAST).unwrapped

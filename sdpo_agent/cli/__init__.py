@@ -2,15 +2,19 @@
 
 Each command module has ``configure(parser)`` and ``run(args) -> int`` and imports the job it
 runs at its top. Only the chosen command's module is imported, so ``sdpo envs``, ``sdpo
-judge`` and ``sdpo --help`` start without torch.
+judge`` and ``sdpo --help`` start without torch. A mistake is answered in one line
+(``errors``); ``--debug`` shows the traceback instead, ``--quiet`` hides progress bars.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from .errors import Parser, debug_requested, report
 
 # name -> one-line help; the module is sdpo_agent.cli.<name>.
 COMMANDS: dict[str, str] = {
@@ -29,16 +33,31 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return first if first in COMMANDS else None
 
 
+def quiet_libraries() -> None:
+    """No download/loading progress bars from transformers, datasets and huggingface_hub."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks (also SDPO_DEBUG=1)"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", default=default, help="no progress bars or per-step logs"
+    )
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser, with the options of the command ``argv`` names (only that one is imported)."""
-    parser = argparse.ArgumentParser(
-        prog="sdpo", description="sdpo-gym: verifiable text environments and SDPO trainers"
-    )
+    parser = Parser(prog="sdpo", description="sdpo-gym: verifiable text environments and SDPO trainers")
+    _global_flags(parser, False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     chosen = _chosen_command(argv)
     for name, help_text in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        _global_flags(sub, argparse.SUPPRESS)  # also accepted after the command
         if name == chosen:
             module = importlib.import_module(f"{__name__}.{name}")
             module.configure(sub)
@@ -49,13 +68,21 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sdpo`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
-    args._argv = argv  # lets a command record the exact command line that reproduces it
     try:
+        args = build_parser(argv).parse_args(argv)
+        args._argv = argv  # lets a command record the exact command line that reproduces it
+        # Progress bars only on a terminal: in CI logs and files they are noise.
+        args.progress = not args.quiet and sys.stderr.isatty()
+        if not args.progress:
+            quiet_libraries()
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        raise  # --help, --version
+    except BaseException as exc:  # every failure ends in one line (or a traceback with --debug)
+        return report(exc, debug_requested(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..jobs.compare import run_comparison
 from ..jobs.sft import warm_started
 from ..jobs.train import ALGORITHMS
+from .errors import UsageError, did_you_mean
 from .job_options import add_job_options, add_warm_start_options, job_spec, warm_start_spec
 from .options import comma_list
 
@@ -24,18 +25,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     algorithms = comma_list(args.algorithms)
-    bad = [a for a in algorithms if a not in ALGORITHMS]
-    if bad or not algorithms:
-        raise SystemExit(f"unknown algorithm(s) {bad}; choose from {ALGORITHMS}")
+    for name in algorithms:
+        if name not in ALGORITHMS:
+            raise UsageError(
+                f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS)} (choose from {', '.join(ALGORITHMS)})"
+            )
+    if not algorithms:
+        raise UsageError(f"--algorithms is empty; choose from {', '.join(ALGORITHMS)}")
     seeds = [int(s) for s in comma_list(args.seeds)]
-    base = job_spec(args, output_dir=args.output_dir)
+    base = job_spec(args, output_dir=args.output_dir, quiet=not args.progress)
+    log = (lambda message: None) if args.quiet else print
     warm = None
     if args.warm_start:
-        model, warm = warm_started(warm_start_spec(args, base.env, base.model, base.env_kwargs))
+        sft = warm_start_spec(args, base.env, base.model, base.env_kwargs)
+        model, warm = warm_started(sft, log=log, progress=args.progress)
         base = dataclasses.replace(base, model=model)
     command = shlex.join(["sdpo", *args._argv])
     summary = run_comparison(
-        base, algorithms, seeds, Path(args.output_dir), command=command, warm_start_info=warm
+        base, algorithms, seeds, Path(args.output_dir), command=command, warm_start_info=warm, log=log
     )
     print((Path(args.output_dir) / "report.md").read_text())
     return 0 if summary["algorithms"] else 1

@@ -54,15 +54,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     values = fields_from(args, DISCOVERY_FIELDS)
+    log = (lambda message: None) if args.quiet else print
     env_kwargs = parse_pairs(args.env_arg, "--env-arg")
     warm = None
     if args.warm_start:
-        values["model"], warm = warm_started(warm_start_spec(args, args.env, args.model, env_kwargs))
-    try:
-        spec = DiscoverySpec(**values, env_kwargs=env_kwargs, sdpo_overrides=config_overrides(args))
-        seeds = [int(s) for s in comma_list(args.seeds)]
-    except ValueError as exc:
-        raise SystemExit(f"sdpo discover: {exc}") from None
+        sft = warm_start_spec(args, args.env, args.model, env_kwargs)
+        values["model"], warm = warm_started(sft, log=log, progress=args.progress)
+    spec = DiscoverySpec(**values, env_kwargs=env_kwargs, sdpo_overrides=config_overrides(args))
+    seeds = [int(s) for s in comma_list(args.seeds)]
     command = shlex.join(["sdpo", *args._argv])
     out = Path(args.output_dir)
     summary = run_discovery(
@@ -73,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         methods=comma_list(args.methods),
         command=command,
         warm_start_info=warm,
+        log=log,
     )
     print((out / "report.md").read_text())
     return 0 if summary["units"] else 1

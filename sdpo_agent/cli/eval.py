@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs=parse_pairs(args.env_arg, "--env-arg"),
         use_vllm=args.use_vllm,
     )
-    result, tasks = run_eval(spec)
+    result, tasks = run_eval(spec, progress=args.progress)
     report = {"env": spec.env, "model": spec.model, **result.to_dict()}
     if args.json:
         print(json.dumps(report, indent=2))

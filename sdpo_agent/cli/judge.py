@@ -14,6 +14,8 @@ from typing import Any
 from environments.code_exec.env import CodeExecEnv
 from sdpo_envs.sandbox import SandboxUnavailable
 
+from .errors import UsageError
+
 ENV_ID = "sdpo/CodeExec-v0"
 
 
@@ -73,37 +75,28 @@ def _table(details: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     dataset = args.tasks_file or args.dataset or "humaneval"
-    try:
-        env = CodeExecEnv(
-            dataset,
-            backend=args.backend,
-            time_limit_s=args.time_limit,
-            memory_mb=args.memory_mb,
-            reward=args.reward,
-            allow_unsafe=args.allow_unsafe,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"sdpo judge: {exc}", file=sys.stderr)
-        return 2
+    env = CodeExecEnv(
+        dataset,
+        backend=args.backend,
+        time_limit_s=args.time_limit,
+        memory_mb=args.memory_mb,
+        reward=args.reward,
+        allow_unsafe=args.allow_unsafe,
+    )
     task = _find_task(env, args.task)
     if task is None:
-        print(f"sdpo judge: no task {args.task!r} in {dataset!r} (tasks: {_known_ids(env)})", file=sys.stderr)
-        return 2
+        raise UsageError(f"no task {args.task!r} in {dataset!r} (tasks: {_known_ids(env)})")
     try:
         if args.canonical:
             if not task.get("canonical_solution"):
-                print(f"sdpo judge: task {args.task!r} has no canonical solution", file=sys.stderr)
-                return 2
+                raise UsageError(f"task {args.task!r} has no canonical solution; give --solution or --answer")
             reward, feedback = env.judge_solution(task, task["canonical_solution"])
         elif args.answer:
             reward, feedback = env.judge(task, _read(args.answer))
         else:
             reward, feedback = env.judge_solution(task, _read(args.solution))
-    except OSError as exc:
-        print(f"sdpo judge: {exc}", file=sys.stderr)
-        return 2
     except SandboxUnavailable as exc:  # pragma: no cover - judge_code reports it as judge_error
-        print(f"sdpo judge: {exc}", file=sys.stderr)
+        print(f"sdpo: error: {exc}", file=sys.stderr)
         return 3
     isolation = feedback.details.get("isolation", "")
     if args.json:

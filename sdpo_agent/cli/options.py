@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UsageError, one_line
+
 
 def _flag(name: str, prefix: str) -> str:
     return "--" + (f"{prefix}-" if prefix else "") + name.replace("_", "-")
@@ -73,8 +75,11 @@ def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{flag} expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+            raise UsageError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{flag} {pair!r}: the value is not valid YAML ({one_line(exc)})") from None
     return out
 
 
@@ -125,9 +130,14 @@ def add_config_file(parser: argparse.ArgumentParser) -> None:
 def read_config_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    loaded = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--config {path}: {one_line(exc)}") from None
     if not isinstance(loaded, dict):
-        raise SystemExit(f"{path}: expected a mapping at the top level")
+        raise UsageError(f"--config {path}: expected a mapping of keys to values at the top level")
     return loaded
 
 

@@ -24,5 +24,6 @@ def spec_from_args(args: argparse.Namespace) -> SFTSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(warm_start(spec_from_args(args), cache_dir=args.output_dir))
+    log = (lambda message: None) if args.quiet else print
+    print(warm_start(spec_from_args(args), cache_dir=args.output_dir, log=log, progress=args.progress))
     return 0

@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec: JobSpec = job_spec(args, algorithm=args.algorithm, seed=args.seed)
+    spec: JobSpec = job_spec(args, algorithm=args.algorithm, seed=args.seed, quiet=not args.progress)
     out = args.output_dir or f"runs/{spec.env.replace('/', '_')}-{args.algorithm}-s{args.seed}"
     spec.output_dir = out
     summary = run_job(spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,15 @@ def summarise(curves: list[RunCurve], baseline: str) -> dict[str, dict[str, Any]
     return {"baseline": baseline, "baseline_final": base_final, "algorithms": table}
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _eta(durations: list[float], remaining: int) -> str:
+    """ ", about N min left" from the mean of the runs trained so far."""
+    return f" (about {_minutes(np.mean(durations) * remaining)} left)" if durations else ""
+
+
 def run_comparison(
     base: JobSpec,
     algorithms: list[str],
@@ -109,24 +119,31 @@ def run_comparison(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = []
+    total, trained, started = len(seeds) * len(algorithms), [], time.monotonic()
     for seed in seeds:
         initial = None  # every algorithm of a seed starts from the same weights: evaluate them once
         for algorithm in algorithms:
             run_dir = out_dir / "runs" / f"{algorithm}-s{seed}"
+            count = f"[compare {len(curves) + 1}/{total}]"
             if (run_dir / "summary.json").exists():
-                log(f"[compare] {algorithm} seed {seed}: reusing finished run in {run_dir}")
+                log(f"{count} {algorithm} seed {seed}: reusing finished run in {run_dir}")
             else:
-                log(f"[compare] {algorithm} seed {seed}: training -> {run_dir}")
+                log(
+                    f"{count} {algorithm} seed {seed}: training -> {run_dir}{_eta(trained, total - len(curves))}"
+                )
                 if (run_dir / "metrics.jsonl").exists():
                     (run_dir / "metrics.jsonl").unlink()  # an interrupted run restarts cleanly
+                begun = time.monotonic()
                 run_job(
                     dataclasses.replace(base, algorithm=algorithm, seed=seed, output_dir=str(run_dir)),
                     initial_eval=initial,
                 )
+                trained.append(time.monotonic() - begun)
             curves.append(load_curve(run_dir, algorithm, seed))
             history = json.loads((run_dir / "summary.json").read_text())["heldout"]
             if initial is None and history and history[0]["step"] == 0:
                 initial = history[0]
+    log(f"[compare] {total} runs done in {_minutes(time.monotonic() - started)}")
     baseline = next((a for a in algorithms if a != "sdpo"), algorithms[0])
     summary = summarise(curves, baseline)
     summary.update(

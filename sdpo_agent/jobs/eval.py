@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from sdpo_envs import TextEnv, make_env_factory
 
@@ -86,11 +87,13 @@ def evaluate_env(
     seed: int = 0,
     use_vllm: bool = False,
     generator: GenerationBackend | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     """Sample ``n`` answers per held-out task and score them with the environment.
 
     ``use_vllm``: sample with vLLM (one engine per model, kept for later calls); ``generator``:
-    sample with this backend instead (a trainer's, so training and evaluation share an engine).
+    sample with this backend instead (a trainer's, so training and evaluation share an engine);
+    ``progress``: a progress bar over the episodes (count, ETA).
     """
     ks = sorted(set(ks))
     if ks[-1] > n:
@@ -116,6 +119,7 @@ def evaluate_env(
     successes: dict[int, int] = {i: 0 for i in indices}
     lengths, errors, verdicts = [], 0, {}
     envs = [env_factory() for _ in range(min(batch_size, len(jobs)))]
+    bar = tqdm(total=len(jobs), desc="held-out eval", unit="episode", disable=not progress, leave=False)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         contexts, prompt_ids = [], []
@@ -134,6 +138,8 @@ def evaluate_env(
             errors += verdict == "judge_error"
             successes[index] += bool(feedback and feedback.success)
             lengths.append(sum(rollout.completion_mask))
+        bar.update(len(chunk))
+    bar.close()
     per_task = [successes[i] for i in indices]
     pass_at, ci = {}, {}
     for k in ks:
@@ -168,15 +174,27 @@ class EvalSpec:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     use_vllm: bool = False
 
+    def __post_init__(self) -> None:
+        ks = self.ks
+        if not ks or ks[0] < 1:
+            raise ValueError(f"k must list positive integers, got {self.k!r}")
+        if ks[-1] > self.samples:
+            raise ValueError(
+                f"pass@{ks[-1]} needs at least {ks[-1]} samples per task: raise samples or lower k"
+            )
+
     @property
     def ks(self) -> list[int]:
-        return sorted({int(k) for k in self.k.split(",") if k.strip()})
+        try:
+            return sorted({int(k) for k in self.k.split(",") if k.strip()})
+        except ValueError:
+            raise ValueError(f"k must be comma-separated integers, got {self.k!r}") from None
 
 
-def run_eval(spec: EvalSpec) -> tuple[EvalResult, int]:
+def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int]:
     """Evaluate ``spec.model`` on the env's held-out split; the result and the number of tasks."""
     factory = make_env_factory(spec.env, **spec.env_kwargs)
-    _, held_out = split_indices(factory(), spec.tasks)
+    _, held_out = split_indices(factory(), spec.tasks)  # env mistakes fail before the model loads
     model, tokenizer = resolve_model(spec.model)
     result = evaluate_env(
         model,
@@ -190,5 +208,6 @@ def run_eval(spec: EvalSpec) -> tuple[EvalResult, int]:
         max_turns=spec.max_turns,
         seed=spec.seed,
         use_vllm=spec.use_vllm,
+        progress=progress,
     )
     return result, len(held_out)

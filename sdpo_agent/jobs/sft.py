@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from sdpo_envs import make_env_factory
 
@@ -92,8 +93,15 @@ def _collate(pad_id: int):
     return collate
 
 
-def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None, log=print) -> Path:
-    """Train (or load from cache) the warm-started checkpoint; returns its directory."""
+def warm_start(
+    spec: SFTSpec,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
+    """Train (or load from cache) the warm-started checkpoint; returns its directory.
+    ``progress``: a progress bar (steps, ETA) while training, else no per-step output."""
     out = Path(cache_dir) if cache_dir else cache_root() / "sft" / spec.key()
     if (out / "sft.json").exists():
         log(f"warm start: cached checkpoint {out}")
@@ -122,7 +130,7 @@ def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None
         logging_steps=5,
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
-        disable_tqdm=False,
+        disable_tqdm=not progress,
     )
     trainer = Trainer(
         model=model,
@@ -130,6 +138,8 @@ def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None
         train_dataset=Dataset.from_list(rows),
         data_collator=_collate(tokenizer.pad_token_id),
     )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # disable_tqdm's fallback prints every log
     result = trainer.train()
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -144,8 +154,10 @@ def warm_start(spec: SFTSpec, *, cache_dir: str | os.PathLike[str] | None = None
     return out
 
 
-def warm_started(spec: SFTSpec) -> tuple[str, dict[str, Any]]:
+def warm_started(
+    spec: SFTSpec, *, log: Callable[[str], None] = print, progress: bool = True
+) -> tuple[str, dict[str, Any]]:
     """The warm start's path (trained once, then cached) and its record, for the runs that
     start from it."""
-    path = warm_start(spec)
+    path = warm_start(spec, log=log, progress=progress)
     return str(path), {**json.loads((path / "sft.json").read_text()), "path": str(path)}

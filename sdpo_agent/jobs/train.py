@@ -12,7 +12,7 @@ from transformers import PrinterCallback
 
 from sdpo_envs import make_env_factory
 
-from ..config import GRPOConfig, SDPOConfig
+from ..config import GRPOConfig, SDPOConfig, check_field_names
 from ..models.resolve import resolve_model
 from ..rollout.task_rows import index_dataset, split_indices
 from ..trainers.grpo import GRPOTrainer
@@ -60,8 +60,14 @@ class JobSpec:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.num_generations < 1:
-            raise ValueError("steps, batch_size and num_generations must be >= 1")
+        for name in ("steps", "batch_size", "num_generations", "max_completion_length", "eval_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "eval_tasks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
 def config_for(spec: JobSpec):
@@ -88,10 +94,7 @@ def config_for(spec: JobSpec):
     }
     if spec.algorithm == "sdpo":
         values["include_environment_feedback"] = True
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(spec.overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    check_field_names(cls, spec.overrides)
     values.update(spec.overrides)
     return cls(**values)
 
@@ -114,13 +117,13 @@ def run_job(
     """
 
     args = config_for(spec)
+    factory = make_env_factory(spec.env, **spec.env_kwargs)
+    probe = factory()  # a wrong env id, argument or dataset fails here, before the model loads
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "job.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2))
     if model is None:
         model, tokenizer = resolve_model(spec.model)
-    factory = make_env_factory(spec.env, **spec.env_kwargs)
-    probe = factory()
     train_idx, eval_idx = split_indices(probe, spec.eval_tasks)
     metrics = JsonlMetricsCallback(out / "metrics.jsonl", spec.batch_size)
     evaluator = HeldOutEvalCallback(
@@ -133,6 +136,7 @@ def run_job(
             "temperature": spec.eval_temperature,
             "max_completion_length": spec.max_completion_length,
             "seed": spec.seed,
+            "progress": not spec.quiet,
         },
         initial=initial_eval,
     )

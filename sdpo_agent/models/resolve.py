@@ -256,7 +256,9 @@ def _offline_message(name: str, path: Path, reason: str, hub_cache_dir: str | No
 
     aliases = "\n".join(f"    {alias}: {text}" for alias, text in list_aliases().items())
     return (
-        f"Cannot load model {name!r}. Tried, in order:\n"
+        f"Cannot load model {name!r}: no such local directory, not in the Hugging Face cache, not a "
+        f"built-in alias ({', '.join(_ALIASES)}), and the hub is not used ({reason}); pass a local "
+        "path or an alias. Tried, in order:\n"
         f"  1. a local directory: {path.resolve()} does not exist;\n"
         f"  2. the local Hugging Face cache ({hub_cache_dir or constants.HF_HUB_CACHE}): not cached;\n"
         f"  3. the built-in aliases: {name!r} is none of them;\n"

@@ -27,7 +27,10 @@ def split_indices(env: TextEnv, eval_size: int = 0) -> tuple[list[int], list[int
         raise ValueError(f"eval_size must be >= 0, got {eval_size}")
     if tasks.is_finite:
         if eval_size >= len(tasks):
-            raise ValueError(f"cannot hold out {eval_size} of {len(tasks)} tasks and still train")
+            raise ValueError(
+                f"cannot hold out {eval_size} of {len(tasks)} tasks and still train: ask for fewer "
+                f"held-out tasks (at most {len(tasks) - 1})"
+            )
         cut = len(tasks) - eval_size
         return list(range(min(cut, MAX_DRAWN_TASKS))), list(range(cut, len(tasks)))
     start = int(len(tasks) * EVAL_OFFSET_FRACTION)

@@ -3,7 +3,6 @@ successful sibling) conditioning the EMA self-teacher, the policy distilled towa
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import tempfile
 import time
@@ -11,7 +10,7 @@ from typing import Any
 
 from transformers import PrinterCallback, TrainerCallback
 
-from ...config import SDPOConfig
+from ...config import SDPOConfig, check_field_names
 from ...models.resolve import resolve_model
 from ...rollout.task_rows import index_dataset
 from ...trainers.sdpo import SDPOTrainer
@@ -46,10 +45,7 @@ def sdpo_config(spec: DiscoverySpec, seed: int, output_dir: str):
         "disable_tqdm": True,
         "env_kwargs": dict(spec.env_kwargs),
     }
-    known = {f.name for f in dataclasses.fields(SDPOConfig)}
-    unknown = sorted(set(spec.sdpo_overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown SDPOConfig field(s): {', '.join(unknown)}")
+    check_field_names(SDPOConfig, spec.sdpo_overrides)
     values.update(spec.sdpo_overrides)
     args = SDPOConfig(**values)
     # Enough optimizer steps to generate the budget, whatever the overrides do to the batch
