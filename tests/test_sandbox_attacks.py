@@ -184,7 +184,7 @@ def test_limits_cpus_is_validated():
 @pytest.mark.skipif(os.geteuid() != 0, reason="cgroups are only writable as root here")
 def test_a_reused_bwrap_slot_gets_each_runs_quota():
     from sdpo_envs.sandbox.bwrap import BwrapBackend
-    from sdpo_envs.sandbox.cgroups import CPU_PERIOD_US
+    from sdpo_envs.sandbox.bwrap.cgroups import CPU_PERIOD_US
 
     if _reason("bwrap") is not None:
         pytest.skip(_reason("bwrap"))

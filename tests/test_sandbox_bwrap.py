@@ -9,7 +9,7 @@ import pytest
 
 from sdpo_envs.sandbox import Limits, get_backend, run_python
 from sdpo_envs.sandbox.bwrap import BwrapBackend
-from sdpo_envs.sandbox.cgroups import layout
+from sdpo_envs.sandbox.bwrap.cgroups import layout
 
 REASON = BwrapBackend.probe()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"bwrap backend unavailable: {REASON}")

@@ -15,8 +15,8 @@ import textwrap
 import pytest
 
 from sdpo_envs.sandbox import Limits, run_python
-from sdpo_envs.sandbox.docker_backend import LABEL, OWNER_LABEL, DockerBackend
-from sdpo_envs.sandbox.docker_image import ensure_image, image_tag
+from sdpo_envs.sandbox.docker.backend import LABEL, OWNER_LABEL, DockerBackend
+from sdpo_envs.sandbox.docker.image import ensure_image, image_tag
 
 REASON = DockerBackend.probe()
 needs_engine = pytest.mark.skipif(REASON is not None, reason=f"docker backend unavailable: {REASON}")
@@ -59,7 +59,7 @@ def test_probe_explains_a_missing_sdk(monkeypatch):
 
 def test_importing_the_backend_imports_neither_docker_nor_torch():
     code = (
-        "import sys, sdpo_envs, sdpo_envs.sandbox.docker_backend, sdpo_envs.sandbox.docker_image\n"
+        "import sys, sdpo_envs, sdpo_envs.sandbox.docker.backend, sdpo_envs.sandbox.docker.image\n"
         "bad = [m for m in ('docker', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -245,7 +245,7 @@ def test_a_dead_container_is_replaced(backend):
 
 @needs_engine
 def test_host_side_backstop_discards_an_unresponsive_container(backend, monkeypatch):
-    from sdpo_envs.sandbox import docker_backend
+    from sdpo_envs.sandbox.docker import backend as docker_backend
 
     # Pretend the supervisor overran: the backstop fires before its own wall limit does.
     monkeypatch.setattr(docker_backend, "BACKSTOP_GRACE_S", -4.5)

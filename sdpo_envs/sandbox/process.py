@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 from . import identity
-from . import limits_enforcement as rl
+from . import limits as rl
 from .base import ExecResult, Isolation, Limits, SandboxBackend
 from .capture import CappedBuffer, classify, pump
 from .files import as_bytes, normalize_files

@@ -7,6 +7,9 @@ import threading
 from collections.abc import Mapping
 
 from .base import ExecResult, Limits, SandboxBackend, SandboxUnavailable
+from .bwrap.backend import BwrapBackend
+from .docker.backend import DockerBackend
+from .process import ProcessBackend
 
 logger = logging.getLogger(__name__)
 
@@ -16,20 +19,17 @@ _instances: dict[tuple[str, bool], SandboxBackend] = {}
 _lock = threading.Lock()
 
 
+BACKENDS: dict[str, type[SandboxBackend]] = {
+    "bwrap": BwrapBackend,
+    "docker": DockerBackend,
+    "process": ProcessBackend,
+}
+
+
 def _backend_class(name: str) -> type[SandboxBackend]:
-    if name == "bwrap":
-        from .bwrap import BwrapBackend
-
-        return BwrapBackend
-    if name == "docker":
-        from .docker_backend import DockerBackend
-
-        return DockerBackend
-    if name == "process":
-        from .process import ProcessBackend
-
-        return ProcessBackend
-    raise ValueError(f"unknown sandbox backend {name!r}; choose bwrap, docker, process or auto")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {name!r}; choose bwrap, docker, process or auto")
+    return BACKENDS[name]
 
 
 def available_backends() -> dict[str, str | None]:

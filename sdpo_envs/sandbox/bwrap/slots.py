@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import cgroups, identity
+from .. import identity
+from . import cgroups
 
 
 @dataclass

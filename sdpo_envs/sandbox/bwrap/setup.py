@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from . import identity
+from .. import identity
 
 SCRATCH = "/scratch"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"

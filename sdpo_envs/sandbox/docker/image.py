@@ -37,7 +37,7 @@ _lock = threading.Lock()
 
 
 def _supervisor_source() -> bytes:
-    return (Path(__file__).with_name("docker_supervisor.py")).read_bytes()
+    return (Path(__file__).with_name("supervisor.py")).read_bytes()
 
 
 def rootfs_tar() -> bytes:

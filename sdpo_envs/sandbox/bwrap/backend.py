@@ -22,11 +22,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-from . import bwrap_setup, identity, site_check, slots
-from .base import ExecResult, Isolation, Limits, SandboxBackend, SandboxUnavailable
-from .bwrap_run import BwrapRun, SetupFailed
-from .bwrap_setup import SANDBOX_PATH
-from .files import as_bytes, normalize_files
+from .. import identity
+from ..base import ExecResult, Isolation, Limits, SandboxBackend, SandboxUnavailable
+from ..files import as_bytes, normalize_files
+from . import setup as bwrap_setup
+from . import site_check, slots
+from .run import BwrapRun, SetupFailed
+from .setup import SANDBOX_PATH
 
 logger = logging.getLogger(__name__)
 

@@ -53,10 +53,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import MIN_CPUS, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
-from .capture import classify, decode_output
-from .docker_image import SANDBOX_GID, SANDBOX_PYTHON, SANDBOX_UID, SUPERVISOR_PATH, ensure_image
-from .files import as_bytes, normalize_files
+from ..base import MIN_CPUS, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
+from ..capture import classify, decode_output
+from ..files import as_bytes, normalize_files
+from .image import SANDBOX_GID, SANDBOX_PYTHON, SANDBOX_UID, SUPERVISOR_PATH, ensure_image
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .base import Limits
-from .limits_enforcement import memory_bytes
+from ..base import Limits
+from ..limits import memory_bytes
 
 MIB = 1 << 20
 _ROOT_NAME = f"sdpo-gym.{os.getpid()}"

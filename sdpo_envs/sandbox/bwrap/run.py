@@ -27,12 +27,13 @@ import termios
 import time
 from collections.abc import Mapping, Sequence
 
-from . import cgroups, identity
-from . import limits_enforcement as rl
-from .base import ExecResult, Isolation, Limits
-from .bwrap_setup import SANDBOX_PATH, SCRATCH
-from .capture import CappedBuffer, classify, pump
-from .files import parent_dirs
+from .. import identity
+from .. import limits as rl
+from ..base import ExecResult, Isolation, Limits
+from ..capture import CappedBuffer, classify, pump
+from ..files import parent_dirs
+from . import cgroups
+from .setup import SANDBOX_PATH, SCRATCH
 from .slots import Slot
 
 _SETUP_TIMEOUT_S = 10.0
