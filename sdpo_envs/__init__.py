@@ -7,9 +7,10 @@ from .adapters import (
     make_env_factory,
     make_vector_env,
 )
-from .core import Messages, TextEnv, TextSpace, Turn
+from .core import Messages, TextEnv, Turn
 from .feedback import VERDICTS, Feedback, Verdict, bound_text
 from .registry import ENTRY_POINT_GROUP, discover_plugins, loaded_plugins, register, registered_envs
+from .spaces import TextSpace
 from .tasks import ProceduralTaskSource, RowsTaskSource, TaskSource, load_tasks, read_jsonl
 from .vector import batch_step, rollout_batch
 from .wrappers import FeedbackRetry

@@ -191,12 +191,7 @@ def add_privileged_context(
 def make_vector_env(
     env_id: str, num_envs: int, *, asynchronous: bool = False, **kwargs: Any
 ) -> gym.vector.VectorEnv:
-    """A Gymnasium vector env of text envs (observations come back as a tuple of strings).
-
-    Shared memory is disabled for the async variant: text observations have no fixed-size
-    buffer representation.
-    """
-    fns = [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)]
-    if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=False)
-    return gym.vector.SyncVectorEnv(fns)
+    """``gymnasium.make_vec`` of a text env (observations come back as a tuple of strings);
+    ``asynchronous``: one process per env, texts passed through shared memory (``TextSpace``)."""
+    check_env_id(env_id)
+    return gym.make_vec(env_id, num_envs, vectorization_mode="async" if asynchronous else "sync", **kwargs)

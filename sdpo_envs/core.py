@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import logging
-import string
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
-from gymnasium import spaces
 
 from .feedback import DEFAULT_MAX_FEEDBACK_CHARS, Feedback, bound_text
+from .spaces import TextSpace
 from .tasks import Row, TaskSource, load_tasks
 
 logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
-
-
-class TextSpace(spaces.Text):
-    """Any Unicode string up to ``max_length`` characters.
-
-    ``gymnasium.spaces.Text`` only admits strings over a fixed charset; model output and
-    feedback are arbitrary Unicode, so membership here only checks type and length while
-    ``sample()`` still draws from printable ASCII (used by ``check_env``).
-    """
-
-    def __init__(self, max_length: int = 1_000_000, seed: int | None = None) -> None:
-        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
-
-    def contains(self, x: Any) -> bool:
-        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
-
-    def __repr__(self) -> str:
-        return f"TextSpace(max_length={self.max_length})"
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 
 MODULES = [
     "sdpo_envs.core",
+    "sdpo_envs.spaces",
     "sdpo_envs.feedback",
     "sdpo_envs.registry",
     "sdpo_envs.sandbox.select",
