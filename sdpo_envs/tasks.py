@@ -91,8 +91,9 @@ class ProceduralTaskSource(TaskSource):
         return dict(self._make_row(index))
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[Row]:
-    """Read a JSONL file of task rows; a malformed line is an error naming the line."""
+def read_jsonl(path: str | os.PathLike[str], *, errors: list[str] | None = None) -> list[Row]:
+    """Read a JSONL file of task rows; a malformed line is an error naming the line, or, when
+    ``errors`` is a list, that error's message is appended to it and the line skipped."""
     rows: list[Row] = []
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
@@ -101,12 +102,15 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Row]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
-                )
-            rows.append(row)
+                problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
+            else:
+                if isinstance(row, dict):
+                    rows.append(row)
+                    continue
+                problem = f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}"
+            if errors is None:
+                raise ValueError(problem)
+            errors.append(problem)
     return rows
 
 

@@ -353,3 +353,31 @@ def test_env_options_are_applied():
     assert env.reward_mode == "fraction" and env.policy.max_failing_shown == 1
     with pytest.raises(ValueError, match="reward"):
         CodeExecEnv(reward="partial")
+
+
+def _unsafe_pickle() -> str:
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    return base64.b64encode(zlib.compress(pickle.dumps(Exploit()))).decode("ascii")
+
+
+def test_one_bad_lcb_row_does_not_sink_the_file(tmp_path):
+    path = tmp_path / "lcb.jsonl"
+    good = [_raw_lcb(question_id=f"ok{i}") for i in range(3)]
+    bad = _raw_lcb(question_id="evil", private_test_cases=_unsafe_pickle())
+    lines = [json.dumps(good[0]), json.dumps(bad), "{not json", json.dumps(good[1]), json.dumps(good[2])]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning) as caught:
+        env = gym.make("sdpo/CodeExec-v0", dataset=f"lcb:{path}").unwrapped
+    assert [env.task_id(env.tasks[i], i) for i in range(len(env.tasks))] == ["ok0", "ok1", "ok2"]
+    message = str(caught[0].message)
+    assert "refused 2 row(s), loaded 3" in message
+    assert "'evil'" in message and "refusing to load posix.system" in message  # which row, and why
+    assert f"{path}:3: not valid JSON" in message
+    with pytest.raises(ValueError, match=r"lcb\.jsonl:3: not valid JSON"):
+        gym.make("sdpo/CodeExec-v0", dataset=f"lcb:{path}", dataset_kwargs={"strict": True})
+    path.write_text("\n".join([json.dumps(good[0]), json.dumps(bad)]) + "\n")
+    with pytest.raises(ValueError, match=r"'evil'.*\(strict: the file is refused\)"):
+        gym.make("sdpo/CodeExec-v0", dataset=f"lcb:{path}", dataset_kwargs={"strict": True})

@@ -27,6 +27,7 @@ import binascii
 import io
 import json
 import pickle
+import warnings
 import zlib
 from collections.abc import Mapping
 from importlib import resources
@@ -249,9 +250,35 @@ def lcb_row(raw: Mapping[str, Any]) -> Row:
     return row
 
 
-def lcb_tasks(path: str) -> RowsTaskSource:
-    """LiveCodeBench rows from a JSONL file (e.g. a local copy of ``test.jsonl``)."""
-    return RowsTaskSource([lcb_row(r) for r in read_jsonl(path)], name=f"lcb:{path}")
+MAX_REFUSALS_SHOWN = 20
+
+
+def lcb_tasks(path: str, *, strict: bool = False) -> RowsTaskSource:
+    """LiveCodeBench rows from a JSONL file (e.g. a local copy of ``test.jsonl``).
+
+    A row that cannot be read (invalid JSON, a missing field, a private-test pickle that is
+    unsafe or not plain data, ...) is left out, and one warning names every refused row and
+    why; the good rows load. ``strict=True`` refuses the whole file at its first bad row
+    (``dataset_kwargs={"strict": True}`` through the env).
+    """
+    refused: list[str] = []
+    rows = []
+    for raw in read_jsonl(path, errors=None if strict else refused):
+        try:
+            rows.append(lcb_row(raw))
+        except ValueError as exc:
+            if strict:
+                raise ValueError(f"{path}: {exc} (strict: the file is refused)") from None
+            refused.append(str(exc))
+    if refused:
+        shown = "; ".join(refused[:MAX_REFUSALS_SHOWN])
+        more = f"; and {len(refused) - MAX_REFUSALS_SHOWN} more" if len(refused) > MAX_REFUSALS_SHOWN else ""
+        warnings.warn(
+            f"{path}: refused {len(refused)} row(s), loaded {len(rows)}: {shown}{more}", stacklevel=2
+        )
+    if not rows:
+        raise ValueError(f"{path}: no usable LiveCodeBench row ({len(refused)} refused)")
+    return RowsTaskSource(rows, name=f"lcb:{path}")
 
 
 def lcb_sample_tasks() -> RowsTaskSource:
