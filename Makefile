@@ -52,8 +52,9 @@ demo: install
 	  --learning-rate 1e-5 --eval-every $$((8 * $(DEMO_SCALE))) --eval-tasks $$((48 * $(DEMO_SCALE))) \
 	  --eval-samples 4 --output-dir runs/demo
 
+# The Docker tests run too wherever a Docker engine can start (.ci/with-docker.sh).
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	.ci/with-docker.sh $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
