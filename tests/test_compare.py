@@ -157,6 +157,27 @@ def test_warm_start_trains_on_accepted_demonstrations_and_is_cached(tmp_path):
     assert again == path and "cached" in logs[-1]
 
 
+def test_reprompt_demonstrations_teach_the_answer_behind_the_teachers_context():
+    import gymnasium as gym
+
+    from sdpo_agent.config import RepromptSettings
+    from sdpo_agent.jobs.sft import IGNORE, reprompt_demonstration_tokens
+    from sdpo_agent.models.tiny import build_tiny_model
+
+    _, tokenizer = build_tiny_model()
+    env = gym.make("sdpo/Math-v0", reveal_answer=True).unwrapped
+    settings = RepromptSettings(include_environment_feedback=True)
+    examples = reprompt_demonstration_tokens(env, 0, tokenizer, 4096, settings)
+    assert len(examples) == 2
+    answer = env.oracle_actions(env.task)[0]
+    for example, shown in zip(examples, ("Correct solution:", "The expected answer is")):
+        context = [t for t, label in zip(example["input_ids"], example["labels"]) if label == IGNORE]
+        target = [label for label in example["labels"] if label != IGNORE]
+        assert shown in tokenizer.decode(context)
+        assert tokenizer.decode(target, skip_special_tokens=True) == answer
+        assert target[-1] == tokenizer.eos_token_id
+
+
 def test_compare_evaluates_each_seeds_starting_weights_once(tmp_path, monkeypatch):
     from sdpo_agent.jobs import callbacks
     from sdpo_agent.jobs import eval as evaluation

@@ -33,7 +33,7 @@ JOB_FIELDS = (
     "eval_tasks",
     "eval_samples",
 )
-WARM_START_FIELDS = ("tasks", "epochs", "learning_rate")
+WARM_START_FIELDS = ("tasks", "epochs", "learning_rate", "reprompt_demonstrations")
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,16 @@ import argparse
 from ..jobs.sft import SFTSpec, warm_start
 from .options import add_env_args, add_fields, fields_from, parse_pairs
 
-SFT_FIELDS = ("env", "model", "tasks", "epochs", "learning_rate", "batch_size", "seed")
+SFT_FIELDS = (
+    "env",
+    "model",
+    "tasks",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "seed",
+    "reprompt_demonstrations",
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

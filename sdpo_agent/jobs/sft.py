@@ -22,7 +22,9 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from sdpo_envs import make_env_factory
 
+from ..config import RepromptSettings
 from ..models.resolve import cache_root, resolve_model
+from ..reprompt import build_teacher_messages
 from ..rollout.agent_loop import observation_tokens
 from ..rollout.task_rows import split_indices
 
@@ -42,9 +44,19 @@ class SFTSpec:
     seed: int = 0
     max_length: int = 1024
     env_kwargs: tuple[tuple[str, Any], ...] = ()
+    reprompt_demonstrations: bool = field(
+        default=False,
+        metadata={
+            "help": "also teach the oracle answer behind SDPO's teacher reprompts (a sibling's solution, "
+            "or the env's feedback to a failed attempt), so the self-teacher can read them"
+        },
+    )
 
     def key(self) -> str:
-        payload = json.dumps({**asdict(self), "recipe": 2}, sort_keys=True, default=str)
+        values = asdict(self)
+        if not self.reprompt_demonstrations:  # caches made before the field existed stay valid
+            del values["reprompt_demonstrations"]
+        payload = json.dumps({**values, "recipe": 2}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -75,6 +87,37 @@ def demonstration_tokens(
     if reward < 1.0 or len(ids) > max_length:
         return None  # never teach a demonstration the env itself rejects
     return {"input_ids": ids, "labels": labels}
+
+
+def reprompt_demonstration_tokens(
+    env: Any, index: int, tokenizer: Any, max_length: int, settings: RepromptSettings
+) -> list[dict[str, list[int]]]:
+    """The oracle's answer to task ``index`` as SDPO's teacher sees the task: once after a
+    successful sibling's solution, once after the environment's feedback to a failed attempt
+    (an empty answer). Single-turn tasks only; the answer's tokens carry the loss."""
+    _, info = env.reset(options={"index": index})
+    actions = env.oracle_actions(env.task)
+    if len(actions) != 1:
+        return []
+    answer = actions[0]
+    feedback = env.step("")[4]["feedback"].text
+    with_solution, _ = build_teacher_messages(
+        [info["messages"]] * 2, [answer, ""], [1.0, 0.0], [None, feedback], num_generations=2, args=settings
+    )
+    with_feedback, _ = build_teacher_messages(
+        [info["messages"]], [""], [0.0], [feedback], num_generations=1, args=settings
+    )
+    examples = []
+    for messages in (with_solution[1], with_feedback[0]):
+        prompt = list(
+            tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
+        target = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(prompt) + len(target) <= max_length:
+            examples.append({"input_ids": prompt + target, "labels": [IGNORE] * len(prompt) + target})
+    return examples
 
 
 def _collate(pad_id: int):
@@ -111,10 +154,13 @@ def warm_start(
     env = make_env_factory(spec.env, **dict(spec.env_kwargs))()
     train_idx, _ = split_indices(env, 0)
     rows = []
+    settings = RepromptSettings(include_environment_feedback=True)  # SDPOConfig's, as jobs use it
     for index in train_idx[: spec.tasks]:
         example = demonstration_tokens(env, index, tokenizer, spec.max_length)
         if example is not None:
             rows.append(example)
+            if spec.reprompt_demonstrations:
+                rows += reprompt_demonstration_tokens(env, index, tokenizer, spec.max_length, settings)
     if not rows:
         raise RuntimeError(f"the oracle of {spec.env} produced no accepted demonstration")
     log(f"warm start: {len(rows)} oracle demonstrations from {spec.env}")
