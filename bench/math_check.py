@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdpo_envs.judges.math_verify_pool import MathVerifyPool
+from sdpo_envs.judges.math.pool import MathVerifyPool
 
 
 def _integer(rng: random.Random) -> tuple[str, str, str]:

@@ -14,9 +14,9 @@ import os
 import pytest
 
 from sdpo_envs.judges import CodeLimits, FeedbackPolicy, judge_code, parse_tests
-from sdpo_envs.judges.code import _no_report_verdict, _parse_report, _payload
-from sdpo_envs.judges.harness import from_wire, outputs_match, to_wire, values_equal
-from sdpo_envs.judges.harness_build import harness_for
+from sdpo_envs.judges.code.build import harness_for
+from sdpo_envs.judges.code.harness import from_wire, outputs_match, to_wire, values_equal
+from sdpo_envs.judges.code.judge import _no_report_verdict, _parse_report, _payload
 from sdpo_envs.sandbox import ExecResult, Isolation, SandboxUnavailable, get_backend
 
 FAST = CodeLimits(time_s=1.0, wall_s=3.0, memory_mb=256)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from math_verify import parse, verify
 
-from sdpo_envs.judges.math_verify_pool import HOOK_PREFIX, CheckResult, MathVerifyPool
+from sdpo_envs.judges.math.pool import HOOK_PREFIX, CheckResult, MathVerifyPool
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_workers_die_with_their_parent(tmp_path: Path):
         textwrap.dedent(
             f"""
             import os, threading, time
-            from sdpo_envs.judges.math_verify_pool import MathVerifyPool
+            from sdpo_envs.judges.math.pool import MathVerifyPool
             pool = MathVerifyPool(workers=1, test_hooks=True)
             pool.check("$1$", "$1$")
             threading.Thread(target=pool.check, args=({HOOK_PREFIX!r} + "hang", "$1$"), daemon=True).start()

@@ -16,8 +16,8 @@ import sdpo_envs  # noqa: F401  (registers the environments)
 from environments.tool_use.oracle import play_oracle
 from environments.tool_use.parsing import format_tool_call
 from sdpo_envs.judges import CodeLimits, judge_code
-from sdpo_envs.judges.harness import outputs_match, values_equal
-from sdpo_envs.judges.math_verify_pool import MathVerifyPool
+from sdpo_envs.judges.code.harness import outputs_match, values_equal
+from sdpo_envs.judges.math.pool import MathVerifyPool
 from sdpo_envs.sandbox import SandboxUnavailable, get_backend
 
 FAST = CodeLimits(time_s=1.0, wall_s=3.0, memory_mb=256)

@@ -2,7 +2,7 @@
 
 The row schema is in ``environments.code_exec.schema``; the judging (sandbox, verdicts,
 feedback) in ``sdpo_envs.judges``. The answer's code is its last complete ```python block
-(``sdpo_envs.judges.extract``).
+(``sdpo_envs.judges.code.extract``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ A row is a dict::
       "prelude": "from typing import *\\n"  # optional trusted code run before the solution
     }
 
-Test kinds and how they compare are documented in ``sdpo_envs.judges.code_tests``. Extra
+Test kinds and how they compare are documented in ``sdpo_envs.judges.code.cases``. Extra
 keys are kept and ignored (``canonical_solution``, ``difficulty``, ...). Raw HumanEval rows
 (``prompt``/``test``/``entry_point``/``canonical_solution``) and raw LiveCodeBench
 ``code_generation_lite`` rows are recognised and converted (see ``data.py``).

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from sdpo_envs import Messages, TextEnv
 from sdpo_envs.feedback import Feedback
-from sdpo_envs.judges.math_verify_pool import shared_math_pool
+from sdpo_envs.judges.math.pool import shared_math_pool
 
 from .grading import Checker, GradingPolicy, grade
 from .oracle import oracle_answer

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from sdpo_envs import Feedback
-from sdpo_envs.judges.math_verify_pool import CheckResult
+from sdpo_envs.judges.math.pool import CheckResult
 
 from .extract import Extraction, extract_boxed, extract_tagged
 from .screen import screen, screen_size, strip_percent, strip_trailing_period

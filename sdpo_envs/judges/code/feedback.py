@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..feedback import DEFAULT_MAX_FEEDBACK_CHARS, Feedback, Verdict, bound_text
-from .code_tests import CodeTest
+from ...feedback import DEFAULT_MAX_FEEDBACK_CHARS, Feedback, Verdict, bound_text
+from .cases import CodeTest
 
 if TYPE_CHECKING:
-    from .code import CaseResult, CodeLimits
+    from .judge import CaseResult, CodeLimits
 
 FIELD_CHARS = 400  # one input / output shown in the text
 DETAIL_CHARS = 1000  # one field kept in details

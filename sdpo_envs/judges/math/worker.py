@@ -1,6 +1,6 @@
-"""Worker process of the math-verify checker pool (see ``math_verify_pool``).
+"""Worker process of the math-verify checker pool (see ``pool``).
 
-Started as ``python _math_verify_worker.py <parent pid>``: run as a script, so importing it
+Started as ``python worker.py <parent pid>`` (by path): run as a script, so importing it
 does not import ``sdpo_envs`` (or gymnasium) in the worker. The parent imports only the
 framing helpers below; ``math_verify`` is imported in ``main`` alone.
 

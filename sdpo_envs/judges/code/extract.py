@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..tags import THINK_OPEN, strip_thinking
+from ...tags import THINK_OPEN, strip_thinking
 
 PYTHON_INFO = frozenset({"python", "py", "python3", ""})
 _OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")

@@ -1,7 +1,7 @@
 """Trusted in-sandbox test runner of the code judge (stdlib only, CPython >= 3.9).
 
 Started inside the sandbox as ``python3 -S harness.py`` (or as the bytecode the sandbox's
-interpreter compiled once, see ``harness_build``); ``sdpo_envs`` never runs it on the host.
+interpreter compiled once, see ``build``); ``sdpo_envs`` never runs it on the host.
 One interpreter start per solution, one fork per test. Processes:
 
 * **P** (this process, trusted) reads the solution, compiles it and imports the stdlib

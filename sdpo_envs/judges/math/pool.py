@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._math_verify_worker import HEADER, HOOK_PREFIX, pack
+from .worker import HEADER, HOOK_PREFIX, pack
 
 __all__ = ["HOOK_PREFIX", "CheckResult", "MathVerifyPool", "shared_math_pool"]
 
-_WORKER_SCRIPT = str(Path(__file__).with_name("_math_verify_worker.py"))
+_WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
 
 
 @dataclass(frozen=True)

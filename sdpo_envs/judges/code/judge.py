@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from ..feedback import Feedback, Verdict
-from ..sandbox import ExecResult, Limits, SandboxBackend, SandboxUnavailable, get_backend
-from .code_feedback import FeedbackPolicy, render_feedback
-from .code_tests import CodeTest, parse_tests
+from ...feedback import Feedback, Verdict
+from ...sandbox import ExecResult, Limits, SandboxBackend, SandboxUnavailable, get_backend
+from .build import harness_for
+from .cases import CodeTest, parse_tests
+from .feedback import FeedbackPolicy, render_feedback
 from .harness import PRELOADABLE, REPORT_VERSION, worker_request
-from .harness_build import harness_for
 
 RewardMode = Literal["binary", "fraction"]
 REWARD_MODES = ("binary", "fraction")

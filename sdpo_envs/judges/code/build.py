@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from ..sandbox import Limits, SandboxBackend
+from ...sandbox import Limits, SandboxBackend
 
 logger = logging.getLogger(__name__)
 
