@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...feedback import DEFAULT_MAX_FEEDBACK_CHARS, Feedback, Verdict, bound_text
 from .cases import CodeTest
-
-if TYPE_CHECKING:
-    from .judge import CaseResult, CodeLimits
+from .results import CaseResult, CodeLimits
 
 FIELD_CHARS = 400  # one input / output shown in the text
 DETAIL_CHARS = 1000  # one field kept in details
