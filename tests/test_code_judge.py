@@ -7,14 +7,24 @@ assert on timings.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
 from sdpo_envs.judges import CodeLimits, FeedbackPolicy, judge_code, parse_tests
-from sdpo_envs.judges.code.build import harness_for
+from sdpo_envs.judges.code import harness
+from sdpo_envs.judges.code.build import (
+    ARCHIVE,
+    PACKAGE,
+    HarnessBuild,
+    harness_for,
+    harness_sources,
+    harness_zip,
+)
 from sdpo_envs.judges.code.harness import from_wire, outputs_match, to_wire, values_equal
 from sdpo_envs.judges.code.judge import _no_report_verdict, _parse_report, _payload
 from sdpo_envs.sandbox import ExecResult, Isolation, SandboxUnavailable, get_backend
@@ -435,7 +445,7 @@ def test_an_unusable_test_does_not_disturb_the_next_ones(backend):
     payload = _payload("def f(g):\n    return g\n", "", tests, FAST, build.site_dirs)
     for _ in range(3):
         result = sandbox.run(
-            [sandbox.python, "-S", build.script],
+            build.command(sandbox.python),
             files=build.files,
             stdin=payload,
             limits=FAST.for_run(4, len(payload)),
@@ -463,3 +473,69 @@ def test_blame_rules_without_a_valid_report():
     assert _parse_report(_exec("ok", 0, stdout=report + report), 1) is None
     assert _parse_report(_exec("runtime_error", 137, stdout=report), 1) is None
     assert _parse_report(_exec("ok", 0, stdout=report), 2) is None
+
+
+# ------------------------------------------------------------------------ the harness zip
+def _harness_modules():
+    """name -> the harness package's modules it imports (relative imports at module level)."""
+    found = {}
+    for path in Path(harness.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        found[path.stem] = {
+            node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+    return found
+
+
+def test_the_zip_loader_loads_every_module_after_those_it_imports():
+    modules = _harness_modules()
+    entry = ast.parse((Path(harness.__file__).parent / "__main__.py").read_text())
+    constants = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in entry.body
+        if isinstance(node, ast.Assign) and node.targets[0].id in ("PACKAGE", "MODULES")
+    }
+    assert constants["PACKAGE"] == PACKAGE
+    order = constants["MODULES"]
+    assert sorted(order) == sorted(set(modules) - {"__init__", "__main__"})
+    assert not modules["__main__"]  # the zip's top-level __main__: no package of its own
+    for position, name in enumerate(order):
+        assert modules[name] <= set(order[:position]), f"{name} imports a module loaded after it"
+
+
+def _run_harness(sandbox, build, command, tests, solution):
+    parsed = parse_tests(tests)
+    payload = _payload(solution, "", parsed, FAST, build.site_dirs)
+    result = sandbox.run(
+        command, files=build.files, stdin=payload, limits=FAST.for_run(len(parsed), len(payload))
+    )
+    assert result.exit_code == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["harness_error"] is None, report["harness_error"]
+    return [t["verdict"] for t in report["tests"]]
+
+
+def test_the_harness_runs_from_its_zip_as_a_script_and_from_source(backend):
+    sandbox = get_backend(backend)
+    build = harness_for(sandbox)
+    assert build.compiled and set(build.files) == {ARCHIVE}
+    tests = [call("f", [1], 2), stdio("3\n", "4\n")]
+    solution = "def f(x):\n    return x + 1\n\nif __name__ == '__main__':\n    print(f(int(input())))\n"
+    sources = {name: source.encode() for name, source in harness_sources().items()}
+    from_source = HarnessBuild(files={ARCHIVE: harness_zip(sources)}, site_dirs=build.site_dirs)
+    for runs, command in [
+        (build, build.command(sandbox.python)),
+        (build, [sandbox.python, "-S", ARCHIVE]),  # as `python3 harness.zip`, through runpy
+        (from_source, from_source.command(sandbox.python)),  # what is shipped when the probe fails
+    ]:
+        assert _run_harness(sandbox, runs, command, tests, solution) == ["pass", "pass"]
+
+
+def test_test_code_cannot_import_what_the_solution_wrote_next_to_the_harness(backend):
+    # The first test plants a module in the scratch dir (the harness zip's dir); the second's
+    # trusted check code imports it lazily, in the harness's process: it must not be found.
+    plant = "def f():\n    open('planted.py', 'w').write('VALUE = 1\\n')\n    return 1\n"
+    check = "def check(c):\n    import planted\n    assert c() == planted.VALUE\n"
+    result = judge(backend, plant, [call("f", [], 1), {"kind": "assert", "code": check, "entry_point": "f"}])
+    assert [r.verdict for r in result.results] == ["pass", "wrong_answer"]
+    assert result.results[1].info.get("test_error") == "ModuleNotFoundError"

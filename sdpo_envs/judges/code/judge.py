@@ -1,6 +1,6 @@
 """Judge a Python solution against test cases in a sandbox.
 
-``judge_code`` starts the trusted harness (``harness.py``) once per solution through any
+``judge_code`` starts the trusted harness (``harness``) once per solution through any
 sandbox backend, with all tests in one invocation and per-test limits enforced inside, and
 turns its report into a :class:`CodeJudgement` with online-judge style feedback.
 
@@ -191,7 +191,7 @@ def judge_code(
         build = harness_for(sandbox)
         payload = _payload(solution, prelude, parsed, limits, build.site_dirs, strict_types)
         result = sandbox.run(
-            [sandbox.python, "-S", build.script],
+            build.command(sandbox.python),
             files=build.files,
             stdin=payload,
             limits=limits.for_run(len(parsed), len(payload)),

@@ -1,0 +1,61 @@
+"""Bytes between processes: whole reads and writes on fds, length-prefixed frames on the
+P<->W channel, and P<->Z messages (JSON, with fds passed as ``SCM_RIGHTS``)."""
+
+import _socket
+import os
+import select
+import struct
+
+from .wire import dumps, loads
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_exact(fd, n):
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("stdin ended early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_rest(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def send_msg(sock, obj, fds=()):
+    data = dumps(obj).encode()
+    if fds:
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    else:
+        sock.send(data)
+
+
+def recv_msg(sock, timeout=None):
+    """One message (and its fds) from the P<->Z socket; ``None`` on EOF or timeout."""
+    if timeout is not None and not select.select([sock], [], [], max(0.0, timeout))[0]:
+        return None, []
+    data, ancillary, _flags, _addr = sock.recvmsg(1 << 16, _socket.CMSG_LEN(8 * 4))
+    fds = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            count = len(payload) // 4
+            fds.extend(struct.unpack(f"{count}i", payload[: 4 * count]))
+    return (loads(data) if data else None), fds
+
+
+def framed(payload):
+    return struct.pack(">I", len(payload)) + payload
