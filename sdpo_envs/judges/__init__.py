@@ -6,20 +6,11 @@ against :class:`CodeTest` cases in a sandbox and returns a :class:`CodeJudgement
 killable worker processes.
 """
 
-from .code import (
-    REWARD_MODES,
-    TEST_KINDS,
-    CaseResult,
-    CodeJudgement,
-    CodeLimits,
-    CodeTest,
-    Extraction,
-    FeedbackPolicy,
-    extract_code,
-    judge_code,
-    parse_test,
-    parse_tests,
-)
+from .code.cases import TEST_KINDS, CodeTest, parse_test, parse_tests
+from .code.extract import Extraction, extract_code
+from .code.feedback import FeedbackPolicy
+from .code.judge import REWARD_MODES, judge_code
+from .code.results import CaseResult, CodeJudgement, CodeLimits
 
 __all__ = [
     "REWARD_MODES",

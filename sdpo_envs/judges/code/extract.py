@@ -52,7 +52,7 @@ class _Block:
 
 def _closes(line: str, fence: str) -> bool:
     match = _CLOSE.match(line)
-    return bool(match) and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence)
+    return match is not None and match["fence"][0] == fence[0] and len(match["fence"]) >= len(fence)
 
 
 def _blocks(text: str) -> list[_Block]:

@@ -77,7 +77,7 @@ def _payload(
         for spec in specs:
             if spec["kind"] == "call":
                 spec["strict"] = True
-    public = {
+    public: dict[str, Any] = {
         "solution": solution,
         "prelude": prelude,
         "filename": SOLUTION_FILENAME,
@@ -87,9 +87,8 @@ def _payload(
         # how each test's worker must be started (mode, function): no test data
         "workers": [[r["mode"], r["fn"]] for r in (worker_request(s, None) for s in specs)],
     }
-    public = json.dumps(public).encode()
-    spec = json.dumps({"tests": specs}).encode()
-    return struct.pack(">Q", len(public)) + public + spec
+    head, tail = json.dumps(public).encode(), json.dumps({"tests": specs}).encode()
+    return struct.pack(">Q", len(head)) + head + tail
 
 
 def _parse_report(result: ExecResult, n_tests: int) -> dict[str, Any] | None:

@@ -47,7 +47,8 @@ class CodeLimits:
     def test_wall_s(self) -> float:
         return self.wall_s if self.wall_s is not None else 2 * self.time_s + 2
 
-    def per_test(self) -> dict[str, float]:
+    def per_test(self) -> dict[str, float | None]:
+        """The per-test limits as the harness reads them."""
         return {
             "cpu_s": self.time_s,
             "wall_s": self.test_wall_s,

@@ -26,6 +26,10 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
+# The parent (``pool``) imports this module for its framing (HEADER, pack, read_frame) only:
+# what the worker alone needs (ctypes, signal, resource, logging, sympy, math_verify) is
+# imported in the functions that use it, so the parent never pays for it.
+
 HEADER = struct.Struct(">I")
 HOOK_PREFIX = "\x00hook:"  # test-only: "\x00hook:sleep:2", "\x00hook:hang", "\x00hook:crash"
 REPR_CHARS = 200

@@ -17,6 +17,11 @@ import marshal
 import sys
 import zipimport
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Sequence
+    from types import CodeType, ModuleType
+
 PACKAGE = "sdpo_harness"
 # Each after the package modules it imports (tests/test_code_judge.py checks the order).
 MODULES = (
@@ -38,7 +43,7 @@ MODULES = (
 _MAGIC = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER
 
 
-def _code(importer, path):
+def _code(importer: zipimport.zipimporter, path: str) -> "CodeType":
     """The code of the zip's module ``path`` (without suffix): its ``.pyc``, or its source
     in the zip ``build`` ships when it could not precompile."""
     try:
@@ -50,11 +55,11 @@ def _code(importer, path):
     return marshal.loads(memoryview(data)[16:])  # after the 16-byte .pyc header
 
 
-def load(archive, package, modules):
+def load(archive: str, package: str, modules: "Sequence[str]") -> None:
     """Load ``package`` from the zip ``archive``: ``modules`` in order, then its ``__init__``."""
     importer = zipimport.zipimporter(archive)
 
-    def new_module(name, path):
+    def new_module(name: str, path: str) -> "ModuleType":
         module = type(sys)(name)
         module.__package__ = package
         module.__loader__ = importer

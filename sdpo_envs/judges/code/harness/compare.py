@@ -3,10 +3,14 @@ the expected one."""
 
 import math
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from typing import Any
+
 FLOAT_TOL = 1e-6
 
 
-def _normalise(value):
+def _normalise(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]
     if isinstance(value, dict):
@@ -14,11 +18,11 @@ def _normalise(value):
     return value
 
 
-def _close(a, b):
+def _close(a: float, b: float) -> bool:
     return abs(a - b) <= FLOAT_TOL * max(1.0, abs(b))
 
 
-def values_equal(actual, expected, strict=False):
+def values_equal(actual: object, expected: object, strict: bool = False) -> bool:
     """``==`` after tuples become lists; an expected float matches a number within 1e-6
     absolute-or-relative error. ``strict``: scalars must also have the expected type (``1`` is
     not ``True``, ``2.0`` is not ``2``). A value too deep or too large to compare is not equal:
@@ -29,7 +33,7 @@ def values_equal(actual, expected, strict=False):
         return False
 
 
-def _values_equal(a, e, strict):
+def _values_equal(a: "Any", e: "Any", strict: bool) -> bool:
     if strict and not isinstance(e, (list, dict)) and type(a) is not type(e):
         return False
     if isinstance(e, bool) or isinstance(a, bool):
@@ -45,7 +49,7 @@ def _values_equal(a, e, strict):
     return bool(a == e)
 
 
-def _integer_token(token):
+def _integer_token(token: str) -> "str | None":
     """The canonical form of a token that spells an integer (``-12``, ``+12``, ``012``, ``12.0``,
     ``12.000``), or None. Compared as text: no digit limit, no float rounding."""
     sign = "-" if token[:1] == "-" else ""
@@ -59,7 +63,7 @@ def _integer_token(token):
     return digits if digits == "0" else sign + digits
 
 
-def _tokens_equal(a, e):
+def _tokens_equal(a: str, e: str) -> bool:
     if a == e:
         return True
     expected_integer = _integer_token(e)
@@ -74,7 +78,7 @@ def _tokens_equal(a, e):
     return math.isfinite(fa) and math.isfinite(fe) and _close(fa, fe)
 
 
-def outputs_match(actual, expected):
+def outputs_match(actual: str, expected: str) -> bool:
     """Stdout comparison: line by line, whitespace-insensitive, 1e-6 tolerance on real numbers.
 
     Leading/trailing blank lines and the whitespace around and between tokens are ignored;

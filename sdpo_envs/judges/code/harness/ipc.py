@@ -8,15 +8,21 @@ import struct
 
 from .wire import dumps, loads
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Sequence
+    from typing import Any
 
-def write_all(fd, data):
+
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def read_exact(fd, n):
-    chunks, left = [], n
+def read_exact(fd: int, n: int) -> bytes:
+    chunks: list[bytes] = []
+    left = n
     while left:
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
@@ -26,8 +32,8 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def read_rest(fd):
-    chunks = []
+def read_rest(fd: int) -> bytes:
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, 1 << 20)
         if not chunk:
@@ -35,7 +41,8 @@ def read_rest(fd):
         chunks.append(chunk)
 
 
-def send_msg(sock, obj, fds=()):
+def send_msg(sock: "_socket.socket", obj: object, fds: "Sequence[int]" = ()) -> None:
+    """One P<->Z message: ``obj`` as JSON, ``fds`` passed along (``SCM_RIGHTS``)."""
     data = dumps(obj).encode()
     if fds:
         rights = struct.pack(f"{len(fds)}i", *fds)
@@ -44,12 +51,12 @@ def send_msg(sock, obj, fds=()):
         sock.send(data)
 
 
-def recv_msg(sock, timeout=None):
+def recv_msg(sock: "_socket.socket", timeout: "float | None" = None) -> "tuple[Any, list[int]]":
     """One message (and its fds) from the P<->Z socket; ``None`` on EOF or timeout."""
     if timeout is not None and not select.select([sock], [], [], max(0.0, timeout))[0]:
         return None, []
     data, ancillary, _flags, _addr = sock.recvmsg(1 << 16, _socket.CMSG_LEN(8 * 4))
-    fds = []
+    fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             count = len(payload) // 4
@@ -57,5 +64,6 @@ def recv_msg(sock, timeout=None):
     return (loads(data) if data else None), fds
 
 
-def framed(payload):
+def framed(payload: bytes) -> bytes:
+    """A frame of the P<->W channel: 4-byte big-endian length, then ``payload``."""
     return struct.pack(">I", len(payload)) + payload

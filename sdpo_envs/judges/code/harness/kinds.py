@@ -6,6 +6,17 @@ from .verdict import clean_exc, conclude, shown
 from .wire import MAX_SHOWN, NotPlain, decode_message, dumps, from_wire, to_wire
 from .worker import frames_in
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Callable
+    from typing import Any
+
+    from .run import Run
+
+    Record = dict[str, Any]  # a test's result, as the report holds it
+    # Starts the test's worker: launch(mode, function, stdin) -> the run
+    Launch = Callable[[str, "str | None", bytes], Run]
+
 
 class WorkerFailed(BaseException):
     """Raised through a test's check code when the worker failed: not catchable as Exception."""
@@ -15,14 +26,15 @@ class BadTest(Exception):
     """The test itself is unusable (a bug of the task, not of the solution)."""
 
 
-def _stdio_test(launch, test, limits):
+def _stdio_test(launch: "Launch", test: "dict[str, Any]", limits: "dict[str, Any]") -> "Record":
     run = launch("stdio", None, test["input"].encode())
     try:
         run.pump(want_frame=False)
         run.finish()
         message = decode_message(run.frames[0]) if run.frames else {}
-        code = run.exit.get("exit")
+        code = (run.exit or {}).get("exit")  # known once the run is finished
         actual = bytes(run.out).decode("utf-8", errors="replace")
+        outcome: Record
         if code:
             outcome = {"verdict": "runtime_error", "detail": "exit_code", "exit_code": code}
         elif outputs_match(actual, test["output"]):
@@ -37,14 +49,16 @@ def _stdio_test(launch, test, limits):
 class _Candidate:
     """Stands for the solution's function inside trusted test code: each call goes to W."""
 
-    def __init__(self, run):
+    def __init__(self, run: "Run") -> None:
         self._run = run
         self.calls = 0
-        self.last_call = None
-        self.last_result = None
-        self.failure = None  # (outcome, message), latched: test code cannot swallow it
+        self.last_call: str | None = None
+        self.last_result: str | None = None
+        self.failure: tuple[Record, Record] | None = (
+            None  # (outcome, message), latched: test code cannot swallow it
+        )
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: "Any", **kwargs: "Any") -> "Any":
         if self.failure is None:
             try:
                 request = dumps(to_wire((args, kwargs)))
@@ -59,7 +73,7 @@ class _Candidate:
                 return self._decode(reply)
         raise WorkerFailed()
 
-    def _decode(self, reply):
+    def _decode(self, reply: "Record") -> "Any":
         if "not_plain" in reply:
             self.failure = (
                 {"verdict": "wrong_answer", "detail": "not_plain", "actual_type": str(reply["not_plain"])},
@@ -76,31 +90,34 @@ class _Candidate:
         self.last_result = shown(value)
         return value
 
-    def _reply(self):
+    def _next(self) -> "tuple[bool, Record]":
+        """Whether a message came from the worker (before it ended), and the message."""
         frame = self._run.pump(want_frame=True)
-        reply = decode_message(frame) if frame is not None else {}
+        return frame is not None, decode_message(frame) if frame is not None else {}
+
+    def _reply(self) -> "Record":
+        came, reply = self._next()
         while reply.get("ready") is True:
-            frame = self._run.pump(want_frame=True)
-            reply = decode_message(frame) if frame is not None else {}
-        if frame is None or "exc" in reply:
+            came, reply = self._next()
+        if not came or "exc" in reply:
             self._fail(reply)
         return reply
 
-    def _fail(self, reply):
-        outcome = {"verdict": "runtime_error", "detail": "no_result"}
+    def _fail(self, reply: "Record") -> None:
+        outcome: Record = {"verdict": "runtime_error", "detail": "no_result"}
         if isinstance(reply.get("exc"), dict):
             outcome = {"verdict": "runtime_error", "error": clean_exc(reply["exc"])}
         self.failure = (outcome, reply)
 
-    def wait_loaded(self):
+    def wait_loaded(self) -> None:
         """For a test that never called the function: the solution must still load."""
-        frame = self._run.pump(want_frame=True)
-        reply = decode_message(frame) if frame is not None else {}
+        _, reply = self._next()
         if reply.get("ready") is not True:
             self._fail(reply)
             raise WorkerFailed()
 
-    def describe(self, result):
+    def describe(self, result: "Record") -> "Record":
+        """``result`` with the last call (and what it returned) and the number of calls."""
         if self.last_call is not None:
             result["call"] = self.last_call
             if self.last_result is not None:
@@ -109,12 +126,13 @@ class _Candidate:
         return result
 
 
-def _call_text(args, kwargs):
+def _call_text(args: "tuple[Any, ...]", kwargs: "dict[str, Any]") -> str:
     parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     return ", ".join(parts)[:MAX_SHOWN]
 
 
-def _failed_outcome(run, candidate):
+def _failed_outcome(run: "Run", candidate: _Candidate) -> "tuple[Record, Record]":
+    assert candidate.failure is not None  # set before any WorkerFailed is raised
     outcome, message = candidate.failure
     run.finish()
     if outcome.get("detail") == "no_result" and run.exit and run.exit.get("exit") not in (None, 0):
@@ -122,7 +140,7 @@ def _failed_outcome(run, candidate):
     return outcome, message
 
 
-def _call_test(launch, test, limits):
+def _call_test(launch: "Launch", test: "dict[str, Any]", limits: "dict[str, Any]") -> "Record":
     run = launch("call", test["fn"], b"")
     candidate = _Candidate(run)
     try:
@@ -138,7 +156,7 @@ def _call_test(launch, test, limits):
         run.finish()  # idempotent; also reaps the worker when the test itself was unusable
 
 
-def _assert_test(launch, test, limits):
+def _assert_test(launch: "Launch", test: "dict[str, Any]", limits: "dict[str, Any]") -> "Record":
     try:
         code = compile(test["code"], "<test>", "exec", dont_inherit=True)
     except SyntaxError as exc:
@@ -146,7 +164,8 @@ def _assert_test(launch, test, limits):
     run = launch("call", test["entry_point"], b"")
     candidate = _Candidate(run)
     namespace = {"__name__": "__test__", test["entry_point"]: candidate}
-    message = None
+    outcome: Record
+    message: Record | None = None
     try:
         try:
             exec(code, namespace)
@@ -177,9 +196,13 @@ def _assert_test(launch, test, limits):
         run.finish()  # idempotent; also reaps the worker when the test itself was unusable
 
 
-def _test_line(exc):
+def _test_line(exc: BaseException) -> "int | None":
     frames = frames_in(exc.__traceback__, "<test>")
     return frames[-1][0] if frames else None
 
 
-RUNNERS = {"stdio": _stdio_test, "call": _call_test, "assert": _assert_test}
+RUNNERS: "dict[str, Callable[[Launch, dict[str, Any], dict[str, Any]], Record]]" = {
+    "stdio": _stdio_test,
+    "call": _call_test,
+    "assert": _assert_test,
+}

@@ -16,6 +16,15 @@ from .spawn import fork_worker, start_zygote
 from .wire import dumps, loads
 from .worker import prepare
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Iterable
+    from typing import Any, NoReturn
+
+    from .privileges import _Libc
+    from .spawn import Worker, Zygote
+    from .worker import State
+
 REPORT_VERSION = "sdpo-code-harness/1"
 
 # Stdlib modules without import side effects (no threads, no output) that may be imported
@@ -53,7 +62,7 @@ PRELOADABLE = frozenset(
 )
 
 
-def _scrub_stdin():
+def _scrub_stdin() -> bool:
     """Empty stdin if it is a file: another process of the sandbox (its init) may hold it open,
     and the solution could read the tests through ``/proc/<pid>/fd/0``. Runs before any
     worker exists. A pipe needs nothing: reading it consumed the data."""
@@ -72,7 +81,8 @@ def _scrub_stdin():
         return False
 
 
-def _harden(libc):
+def _harden(libc: "_Libc | None") -> list[str]:
+    """Make P non-dumpable, a subreaper, deaf to signals; the notes on what could not be done."""
     notes = []
     if prctl(libc, PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
         notes.append("harness could not make itself non-dumpable (no ctypes or prctl)")
@@ -83,7 +93,7 @@ def _harden(libc):
     return notes
 
 
-def _preload(names):
+def _preload(names: "Iterable[str]") -> None:
     """Import stdlib modules the solution or the tests will import, once, before forking:
     every worker then inherits them instead of importing them again."""
     for name in names:
@@ -94,9 +104,10 @@ def _preload(names):
                 pass
 
 
-def _start_workers(state, public):
+def _start_workers(state: "State", public: "dict[str, Any]") -> "tuple[Worker | None, Zygote | None]":
     """Before the tests are read: fork the first test's worker, and Z for any further tests."""
-    first = zyg = None
+    first: Worker | None = None
+    zyg: Zygote | None = None
     plan = public["workers"]
     gc.freeze()  # inherited objects stay out of the collector: fewer copy-on-write faults
     if plan:
@@ -108,7 +119,7 @@ def _start_workers(state, public):
     return first, zyg
 
 
-def _scrub_path():
+def _scrub_path() -> None:
     """Drop the harness's own entries from ``sys.path``: its zip and the scratch dir holding it.
     Lazy imports (by test code, say) must never see files the solution wrote there; every
     module of the harness is imported by now."""
@@ -117,18 +128,20 @@ def _scrub_path():
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) not in own]
 
 
-def main():
+def main() -> "NoReturn":
+    """P: from the payload on stdin to the report on stdout, then exit 0."""
     _scrub_path()
     libc = load_libc()
     notes = _harden(libc)
-    report = {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "notes": notes,
         "tests": [],
         "compile_error": None,
         "harness_error": None,
     }
-    first = zyg = None
+    first: Worker | None = None
+    zyg: Zygote | None = None
     try:
         (size,) = struct.unpack(">Q", read_exact(0, 8))
         public = loads(read_exact(0, size))  # the solution and a plan of the workers: not secret
@@ -148,7 +161,7 @@ def main():
             report["tests"] = run_tests(spec["tests"], public["limits"], first, zyg)
             first = None
     except BaseException:
-        import traceback
+        import traceback  # only on a failure: its imports would slow every start
 
         report["harness_error"] = traceback.format_exc(limit=8)[-4000:]
     if first is not None:  # never used: the tests could not be read

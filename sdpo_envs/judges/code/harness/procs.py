@@ -4,8 +4,16 @@ import os
 import time
 from _signal import SIGKILL
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Callable, Collection
+    from resource import struct_rusage
+    from typing import Any, TypeVar
 
-def quietly(fn, *args):
+    T = TypeVar("T")
+
+
+def quietly(fn: "Callable[..., T]", *args: "Any") -> "T | None":
     """Call ``fn``, ignoring OSError: for cleanup steps whose target may already be gone."""
     try:
         return fn(*args)
@@ -13,7 +21,7 @@ def quietly(fn, *args):
         return None
 
 
-def _children():
+def _children() -> list[int]:
     """Pids of this process's live children (/proc/self/task/*/children where the kernel has it)."""
     me = os.getpid()
     try:
@@ -21,7 +29,7 @@ def _children():
             return [int(p) for p in handle.read().split()]
     except OSError:
         pass
-    found = []
+    found: list[int] = []
     for entry in quietly(os.listdir, "/proc") or []:
         if entry.isdigit():
             try:
@@ -33,7 +41,7 @@ def _children():
     return found
 
 
-def reap_orphans(keep=()):
+def reap_orphans(keep: "Collection[int]" = ()) -> None:
     """Kill what a worker left behind: its orphans are re-parented to us (a subreaper)."""
     for _ in range(50):
         found = False
@@ -53,7 +61,8 @@ def reap_orphans(keep=()):
         time.sleep(0.002)
 
 
-def exit_info(status, usage):
+def exit_info(status: int, usage: "struct_rusage") -> "dict[str, Any]":
+    """How a reaped process ended: exit code or signal, CPU time, peak memory."""
     return {
         "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,

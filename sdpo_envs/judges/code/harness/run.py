@@ -11,52 +11,68 @@ from .ipc import framed
 from .procs import exit_info, quietly, reap_orphans
 from .wire import KEEP_STDERR
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Collection
+    from typing import Any
+
+    from .spawn import Worker
+
 _ZYGOTE_LOST = {"exit": None, "signal": SIGKILL, "cpu_s": 0.0, "peak_mb": None}
 
 
 class Run:
     """One test's worker: its pipes, its deadline, and what it said."""
 
-    def __init__(self, worker, limits, stdin_data=b"", keep=()):
+    def __init__(
+        self,
+        worker: "Worker",
+        limits: "dict[str, Any]",
+        stdin_data: bytes = b"",
+        keep: "Collection[int]" = (),
+    ) -> None:
         self.worker, self.zyg, self.pid = worker, worker.zygote, worker.pid
         self.keep = set(keep)  # P's children that are not this worker's leftovers (Z)
         self.limits = limits
         self.start = time.monotonic()
         self.deadline = self.start + limits["wall_s"]
-        self.kill_reason = None
+        self.kill_reason: str | None = None
         self.lost = False  # Z vanished while this worker ran
-        self.exit = None
+        self.exit: dict[str, Any] | None = None  # how it ended (exit_info), once known
         self.out, self.err = bytearray(), bytearray()
-        self.frames, self.chan_buf = [], bytearray()
+        self.frames: list[bytes] = []
+        self.chan_buf = bytearray()
         self.to_stdin = memoryview(stdin_data)
         self.fds, self.chan = worker.fds, worker.chan  # shared with the worker, closed once
         for fd in self.fds.values():
             os.set_blocking(fd, False)
-        self.chan.setblocking(False)
+        if self.chan is not None:
+            self.chan.setblocking(False)
         if not self.to_stdin:
             self._close("in")
         self.to_chan = bytearray(framed(b"go"))
 
-    def _close(self, name):
+    def _close(self, name: str) -> None:
         fd = self.fds.pop(name, None)
         if fd is not None:
             os.close(fd)
 
-    def close_all(self):
+    def close_all(self) -> None:
         self.worker.close()
         self.chan = None
 
-    def kill(self, reason):
+    def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
         if self.pid is not None and self.exit is None:
             quietly(os.kill, self.pid, SIGKILL)  # the group alone could miss a worker just forked
             quietly(os.killpg, self.pid, SIGKILL)
 
-    def send(self, payload):
+    def send(self, payload: bytes) -> None:
+        """Queue a frame for the worker's channel (sent as it can take it, while pumping)."""
         self.to_chan += framed(payload)
 
-    def _grab_frames(self):
+    def _grab_frames(self) -> None:
         while len(self.chan_buf) >= 4:
             (size,) = struct.unpack(">I", self.chan_buf[:4])
             if size > self.limits["output_bytes"] + 4096:
@@ -68,9 +84,9 @@ class Run:
             self.frames.append(bytes(self.chan_buf[4 : 4 + size]))
             del self.chan_buf[: 4 + size]
 
-    def pump(self, want_frame):
+    def pump(self, want_frame: bool) -> "bytes | None":
         """Move data until a frame arrived (``want_frame``) or the worker is gone; enforce limits."""
-        grace = None
+        grace: float | None = None
         while True:
             if want_frame and self.frames:
                 return self.frames.pop(0)
@@ -87,12 +103,12 @@ class Run:
                     self._zygote_lost()
                     self.close_all()
                     continue
-            rlist = [self.fds[n] for n in ("out", "err") if n in self.fds]
+            rlist: list[Any] = [self.fds[n] for n in ("out", "err") if n in self.fds]
             if self.chan is not None:
                 rlist.append(self.chan)
             if self.exit is None:
                 rlist.append(self.zyg.sock if self.zyg is not None else self.worker.pidfd)
-            wlist = [self.fds["in"]] if "in" in self.fds else []
+            wlist: list[Any] = [self.fds["in"]] if "in" in self.fds else []
             if self.to_chan and self.chan is not None:
                 wlist.append(self.chan)
             timeout = (grace or self.deadline) - now
@@ -102,21 +118,22 @@ class Run:
             for ready in writable:
                 self._on_writable(ready)
 
-    def _zygote_lost(self):
+    def _zygote_lost(self) -> None:
         if self.zyg is not None:
             self.zyg.alive = False
         self.lost = True
         self.kill(self.kill_reason or "zygote")
         self.exit = self.exit or dict(_ZYGOTE_LOST)
 
-    def _reaped(self):
+    def _reaped(self) -> None:
         """P's own child ended: collect it, then what it left behind (P is a subreaper)."""
+        assert self.pid is not None  # forked by P itself: its pid is known
         _, status, usage = os.wait4(self.pid, 0)
         quietly(os.killpg, self.pid, SIGKILL)
         reap_orphans(self.keep)
         self.exit = exit_info(status, usage)
 
-    def _on_readable(self, ready):
+    def _on_readable(self, ready: "Any") -> None:  # an fd or a socket, as select gave it
         if self.zyg is not None and ready is self.zyg.sock:
             msg = self.zyg.recv(timeout=0)
             if isinstance(msg, dict) and "exit" in msg:
@@ -153,7 +170,7 @@ class Run:
             elif len(self.err) < KEEP_STDERR:  # stderr is drained in full, only its head kept
                 self.err += data
 
-    def _on_writable(self, ready):
+    def _on_writable(self, ready: "Any") -> None:
         if ready is self.chan and self.chan is not None:
             try:
                 del self.to_chan[: self.chan.send(self.to_chan)]
@@ -171,7 +188,7 @@ class Run:
             if not self.to_stdin:
                 self._close("in")
 
-    def finish(self):
+    def finish(self) -> None:
         """Kill what is left of the worker and wait until it has been reaped."""
         if self.exit is None:
             self.kill(self.kill_reason or "done")

@@ -6,25 +6,36 @@ from _signal import SIGKILL
 
 from .wire import KEEP_STDERR, MAX_SHOWN, decode_message
 
-_SIGNAL_NAMES = {}
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from typing import Any
+
+    from .run import Run
+
+    Record = dict[str, Any]  # a test's result, as the report holds it
+
+_SIGNAL_NAMES: dict[int, str] = {}
 for _name in sorted(dir(_signal)):
     if _name.startswith("SIG") and not _name.startswith("SIG_") and isinstance(getattr(_signal, _name), int):
         _SIGNAL_NAMES.setdefault(getattr(_signal, _name), _name)
 
 
-def _signal_name(sig):
+def _signal_name(sig: int) -> str:
     return _SIGNAL_NAMES.get(sig, f"signal {sig}")
 
 
-def _timing(run):
+def _timing(run: "Run") -> "Record":
     ex = run.exit or {}
-    timing = {"cpu_s": round(ex.get("cpu_s") or 0.0, 4), "wall_s": round(time.monotonic() - run.start, 4)}
+    timing: Record = {
+        "cpu_s": round(ex.get("cpu_s") or 0.0, 4),
+        "wall_s": round(time.monotonic() - run.start, 4),
+    }
     if ex.get("peak_mb") is not None:
         timing["peak_mb"] = round(ex["peak_mb"], 1)
     return timing
 
 
-def _classify_end(run, limits, message=None):
+def _classify_end(run: "Run", limits: "dict[str, Any]", message: "Record | None" = None) -> "Record | None":
     """A failure verdict from how the worker ended (limits, crash, exception), or None."""
     ex = run.exit or {}
     sig = ex.get("signal")
@@ -49,7 +60,7 @@ def _classify_end(run, limits, message=None):
     return None
 
 
-def shown(value):
+def shown(value: object) -> str:
     """``repr(value)``, bounded; a placeholder for a value too deep or too large to print."""
     try:
         return repr(value)[:MAX_SHOWN]
@@ -57,16 +68,19 @@ def shown(value):
         return "<a value too deeply nested or too large to show>"
 
 
-def _text(value, limit):
+def _text(value: object, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
-def clean_exc(exc):
+def clean_exc(exc: object) -> "Record | None":
     """The worker's description of an exception, reduced to bounded plain fields (a forged
     description is plain text at worst: nothing of it is converted or printed as given)."""
     if not isinstance(exc, dict):
         return None
-    clean = {"type": _text(exc.get("type"), 100) or "Exception", "msg": _text(exc.get("msg", ""), MAX_SHOWN)}
+    clean: Record = {
+        "type": _text(exc.get("type"), 100) or "Exception",
+        "msg": _text(exc.get("msg", ""), MAX_SHOWN),
+    }
     if type(exc.get("line")) is int:
         clean["line"] = exc["line"]
     for key, limit in (("func", 100), ("source", 200)):
@@ -75,7 +89,9 @@ def clean_exc(exc):
     return clean
 
 
-def conclude(run, limits, outcome, message=None):
+def conclude(
+    run: "Run", limits: "dict[str, Any]", outcome: "Record", message: "Record | None" = None
+) -> "Record":
     """End the test: kill the worker, let limits and crashes override ``outcome``, add timings."""
     run.finish()
     for frame in run.frames:  # an error nobody asked for (the solution failed to load, say)

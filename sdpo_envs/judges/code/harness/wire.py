@@ -12,7 +12,12 @@ import math
 try:
     import _json
 except ImportError:  # pragma: no cover - not CPython: the json package does the same, slower
-    _json = None
+    _json = None  # type: ignore[assignment]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_SHOWN = 1000  # characters of an actual output / result kept per failing test
 KEEP_STDERR = 2000
@@ -29,21 +34,23 @@ class _ScanContext:
     parse_int = int
     parse_constant = _CONSTANTS.__getitem__
 
-    def __init__(self, object_hook=None):
+    def __init__(self, object_hook: "Callable[[dict[str, Any]], Any] | None" = None) -> None:
         self.object_hook = object_hook
 
 
-def loads(text, object_hook=None):
+def loads(
+    text: "str | bytes | bytearray", object_hook: "Callable[[dict[str, Any]], Any] | None" = None
+) -> "Any":
     """Parse JSON (bytes or str); ``ValueError`` on anything else."""
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8")
     if _json is None:  # pragma: no cover
-        import json
+        import json  # only without the accelerator, which CPython always has
 
         return json.loads(text, object_hook=object_hook, parse_constant=_CONSTANTS.__getitem__)
     text = text.strip()
     try:
-        value, end = _json.make_scanner(_ScanContext(object_hook))(text, 0)
+        value, end = _json.make_scanner(_ScanContext(object_hook))(text, 0)  # type: ignore[arg-type]
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at offset {exc.value}") from None
     if end != len(text):
@@ -51,15 +58,15 @@ def loads(text, object_hook=None):
     return value
 
 
-def _json_str(text):
+def _json_str(text: str) -> str:
     if _json is None:  # pragma: no cover
-        import json
+        import json  # only without the accelerator, which CPython always has
 
         return json.dumps(text)
     return _json.encode_basestring_ascii(text)
 
 
-def _dump(value, out):
+def _dump(value: "Any", out: "Callable[[str], object]") -> None:
     kind = type(value)
     if value is None:
         out("null")
@@ -96,8 +103,9 @@ def _dump(value, out):
         raise TypeError(f"cannot encode {kind.__name__} as JSON")
 
 
-def dumps(value):
-    parts = []
+def dumps(value: object) -> str:
+    """JSON text of plain data (``None``, bools, numbers, strings, lists, tuples, dicts)."""
+    parts: list[str] = []
     _dump(value, parts.append)
     return "".join(parts)
 
@@ -106,11 +114,11 @@ class NotPlain(Exception):
     """A value that is not plain data (numbers, strings, bytes, containers of them)."""
 
 
-_SEQ_TAGS = {tuple: "t", set: "s", frozenset: "f"}
+_SEQ_TAGS: "dict[type, str]" = {tuple: "t", set: "s", frozenset: "f"}
 _FROM_TAG = {"t": tuple, "s": set, "f": frozenset}
 
 
-def to_wire(value, coerce=False, depth=0):
+def to_wire(value: "Any", coerce: bool = False, depth: int = 0) -> "Any":
     """Plain data -> JSON-able tagged form. ``coerce`` (in W only) accepts numpy-like values."""
     if depth > 500:
         raise NotPlain("nested too deeply")
@@ -134,7 +142,7 @@ def to_wire(value, coerce=False, depth=0):
     raise NotPlain(kind.__name__)
 
 
-def _untag(obj):
+def _untag(obj: "dict[str, Any]") -> object:
     if len(obj) != 1:
         raise ValueError("not a tagged value")
     ((tag, payload),) = obj.items()
@@ -149,7 +157,7 @@ def _untag(obj):
     raise ValueError(f"unknown tag {tag!r}")
 
 
-def from_wire(text):
+def from_wire(text: "str | bytes") -> "Any":
     """Tagged JSON -> fresh plain data; ``ValueError`` for anything malformed."""
     try:
         return loads(text, _untag)
@@ -157,7 +165,8 @@ def from_wire(text):
         raise ValueError(f"malformed value ({type(exc).__name__})") from None
 
 
-def decode_message(frame):
+def decode_message(frame: bytes) -> "dict[str, Any]":
+    """A message frame's JSON object; ``{}`` for anything else (a worker's frames are untrusted)."""
     try:
         msg = loads(frame)
     except (ValueError, RecursionError, MemoryError, UnicodeError):

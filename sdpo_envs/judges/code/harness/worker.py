@@ -15,10 +15,21 @@ from .privileges import PR_SET_NO_NEW_PRIVS, drop_capabilities, prctl, python_de
 from .procs import quietly
 from .wire import MAX_SHOWN, NotPlain, dumps, from_wire, to_wire
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from collections.abc import Callable
+    from types import ModuleType, TracebackType
+    from typing import Any, NoReturn
 
-def frames_in(tb, filename):
+    from .privileges import _Libc
+
+    # What every worker inherits from P (``prepare``): the compiled solution and its context.
+    State = dict[str, Any]
+
+
+def frames_in(tb: "TracebackType | None", filename: str) -> list[tuple[int, str]]:
     """(line, function) of the traceback entries in ``filename``, outermost first."""
-    found = []
+    found: list[tuple[int, str]] = []
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename == filename:
@@ -27,9 +38,9 @@ def frames_in(tb, filename):
     return found
 
 
-def _describe_exception(exc, state):
+def _describe_exception(exc: BaseException, state: "State") -> "dict[str, Any]":
     """Type, message and the innermost line of the solution where it was raised."""
-    info = {"type": type(exc).__name__, "msg": ""}
+    info: dict[str, Any] = {"type": type(exc).__name__, "msg": ""}
     try:
         info["msg"] = str(exc)[:MAX_SHOWN]
     except BaseException:
@@ -46,7 +57,7 @@ def _describe_exception(exc, state):
     return info
 
 
-def _lower(which, soft, hard=None):
+def _lower(which: int, soft: int, hard: "int | None" = None) -> None:
     """Set a limit, never above what the sandbox already imposes (that would fail)."""
     hard = soft if hard is None else hard
     _, current = resource.getrlimit(which)
@@ -55,7 +66,7 @@ def _lower(which, soft, hard=None):
     resource.setrlimit(which, (soft, hard))
 
 
-def _set_worker_limits(limits):
+def _set_worker_limits(limits: "dict[str, Any]") -> None:
     cpu = max(1, math.ceil(limits["cpu_s"]))  # SIGXCPU; the exact limit is checked on measured CPU
     _lower(resource.RLIMIT_CPU, cpu, cpu + 1)
     memory = int(limits["memory_mb"]) << 20
@@ -69,7 +80,7 @@ def _set_worker_limits(limits):
         quietly(resource.setrlimit, resource.RLIMIT_STACK, (want, hard))
 
 
-def _resolve(namespace, name):
+def _resolve(namespace: "dict[str, Any]", name: str) -> "Callable[..., Any]":
     """The callable named ``name``: a function, ``Solution().name``, or a dotted path."""
     parts = name.split(".")
     if parts[0] in namespace:
@@ -91,7 +102,7 @@ def _resolve(namespace, name):
     return target
 
 
-def run_worker(fds, request, state):
+def run_worker(fds: "list[int]", request: "dict[str, Any]", state: "State") -> "NoReturn":
     """Runs in W; never returns."""
     in_r, out_w, err_w, chan = fds
     status = 70
@@ -111,9 +122,9 @@ def run_worker(fds, request, state):
         prctl(state["libc"], PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         drop_capabilities(state["libc"])
         # The solution's own standard streams: fresh objects on the pipes to P.
-        sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
-        sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
-        sys.stderr = sys.__stderr__ = open(  # noqa: SIM115
+        sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # type: ignore[misc]  # noqa: SIM115
+        sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # type: ignore[misc]  # noqa: SIM115
+        sys.stderr = sys.__stderr__ = open(  # type: ignore[misc]  # noqa: SIM115
             2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1
         )
         sys.argv = [state["filename"]]
@@ -135,14 +146,16 @@ def run_worker(fds, request, state):
         os._exit(status)
 
 
-def _send_to_parent(obj):
+def _send_to_parent(obj: object) -> None:
     write_all(3, framed(dumps(obj).encode()))
 
 
-def _load(state, name):
+def _load(state: "State", name: str) -> "ModuleType":
+    """Run the solution (after its prelude) as the module ``name``."""
     module = type(sys)(name)
     module.__file__ = state["filename"]
-    module.__builtins__ = builtins  # the module, as in any __main__ (a harness module's own is a dict)
+    # The builtins module, as any __main__ has (a harness module's own __builtins__ is a dict).
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules[name] = module
     if state["prelude"] is not None:
         exec(state["prelude"], module.__dict__)
@@ -150,7 +163,7 @@ def _load(state, name):
     return module
 
 
-def _flush_std():
+def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:  # noqa: SIM105 (contextlib costs import time)
             stream.flush()
@@ -158,7 +171,8 @@ def _flush_std():
             pass
 
 
-def _run_program(state):
+def _run_program(state: "State") -> int:
+    """A stdio test: the solution as ``__main__``; its exit status."""
     status = 0
     try:
         _load(state, "__main__")
@@ -179,7 +193,8 @@ def _run_program(state):
     return status
 
 
-def _read_request():
+def _read_request() -> "bytes | None":
+    """The next frame from P on the channel (fd 3); ``None`` when P closed it."""
     header = b""
     while len(header) < 4:
         chunk = os.read(3, 4 - len(header))
@@ -190,7 +205,8 @@ def _read_request():
     return read_exact(3, size)
 
 
-def _serve_calls(state, fn_name):
+def _serve_calls(state: "State", fn_name: str) -> int:
+    """Call and assert tests: answer P's calls of the entry point until P closes the channel."""
     try:
         target = _resolve(_load(state, "solution").__dict__, fn_name)
     except BaseException as exc:
@@ -206,7 +222,7 @@ def _serve_calls(state, fn_name):
         try:
             result = target(*args, **kwargs)
         except BaseException as exc:
-            reply = {"exc": _describe_exception(exc, state)}
+            reply: dict[str, Any] = {"exc": _describe_exception(exc, state)}
         else:
             try:
                 reply = {"ok": dumps(to_wire(result, coerce=True))}
@@ -216,18 +232,18 @@ def _serve_calls(state, fn_name):
         _send_to_parent(reply)
 
 
-def _site_dirs():
+def _site_dirs() -> list[str]:
     """Where the solution may import installed packages from (``-S`` left them out for speed)."""
     try:
-        import site
+        import site  # slow, and only when the host did not pass the site dirs its probe found
 
         return [d for d in site.getsitepackages() if os.path.isdir(d)]
     except Exception:
         return []
 
 
-def _compile_error(exc):
-    info = {"type": type(exc).__name__, "msg": getattr(exc, "msg", None) or str(exc)}
+def _compile_error(exc: BaseException) -> "dict[str, Any]":
+    info: dict[str, Any] = {"type": type(exc).__name__, "msg": getattr(exc, "msg", None) or str(exc)}
     if isinstance(exc, SyntaxError):
         info.update(line=exc.lineno, offset=exc.offset, text=(exc.text or "").rstrip("\n")[:300])
     elif isinstance(exc, (MemoryError, RecursionError)):
@@ -235,10 +251,15 @@ def _compile_error(exc):
     return info
 
 
-def prepare(libc, public):
+def prepare(libc: "_Libc | None", public: "dict[str, Any]") -> "State":
     """Everything workers inherit: the compiled solution (compiling executes nothing)."""
     source = public["solution"]
-    state = {"libc": libc, "filename": public["filename"], "lines": source.splitlines(), "prelude": None}
+    state: State = {
+        "libc": libc,
+        "filename": public["filename"],
+        "lines": source.splitlines(),
+        "prelude": None,
+    }
     state["site_dirs"] = public["site_dirs"] if public.get("site_dirs") is not None else _site_dirs()
     if public.get("prelude"):
         state["prelude"] = compile(public["prelude"], "<prelude>", "exec", dont_inherit=True)

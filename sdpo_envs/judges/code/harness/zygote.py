@@ -9,8 +9,15 @@ from .privileges import PR_SET_CHILD_SUBREAPER, prctl
 from .procs import exit_info, quietly, reap_orphans
 from .worker import run_worker
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name it are strings
+    from _socket import socket
+    from typing import NoReturn
 
-def zygote_main(sock, state):
+    from .worker import State
+
+
+def zygote_main(sock: "socket", state: "State") -> "NoReturn":
     """Z's loop: fork a worker per request, reap it, report how it ended. Never returns."""
     try:
         prctl(state["libc"], PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -48,7 +55,7 @@ def zygote_main(sock, state):
         os._exit(0)
     except BaseException:
         try:
-            import traceback
+            import traceback  # only on a failure: its imports would slow every start
 
             send_msg(sock, {"harness_error": traceback.format_exc(limit=8)[-4000:]})
         except BaseException:
