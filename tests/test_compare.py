@@ -62,8 +62,9 @@ def test_compare_writes_report_and_plots_with_the_measured_values(tmp_path, caps
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     report = (out / "report.md").read_text()
-    for name in ("heldout_vs_generations.png", "heldout_vs_wallclock.png"):
+    for name in ("heldout_vs_generations.png", "heldout_vs_wallclock.png", "training_dynamics.png"):
         assert (out / name).stat().st_size > 5000  # a real rendered figure
+    assert "![response length and teacher signal per step](training_dynamics.png)" in report
     assert set(summary["algorithms"]) == {"sdpo", "grpo"}
     for algo, row in summary["algorithms"].items():
         curves = [c for c in summary["curves"] if c["algorithm"] == algo]
@@ -78,6 +79,19 @@ def test_compare_writes_report_and_plots_with_the_measured_values(tmp_path, caps
     ]
     last = [m["heldout/pass@1"] for m in metrics if "heldout/pass@1" in m][-1]
     assert summary["curves"][0]["pass1"][-1] == last
+    # Per-step length and SDPO's teacher-signal share come from the same file; GRPO has no teacher.
+    sdpo_s0 = next(c for c in summary["curves"] if c["algorithm"] == "sdpo" and c["seed"] == 0)
+    trained = [m for m in metrics if "completions/mean_length" in m]
+    assert sdpo_s0["train_steps"] == [m["step"] for m in trained] == [1, 2]
+    assert sdpo_s0["step_lengths"] == [m["completions/mean_length"] for m in trained]
+    signal = [m["self_distillation/reprompt_sample_fraction"] for m in trained]
+    assert sdpo_s0["teacher_signal"] == signal
+    assert all(not c["teacher_signal"] for c in summary["curves"] if c["algorithm"] == "grpo")
+    share = summary["algorithms"]["sdpo"]["teacher_signal_share"]
+    assert 0.0 <= share <= 1.0 and summary["algorithms"]["grpo"]["teacher_signal_share"] is None
+    sdpo_line = next(line for line in report.splitlines() if line.startswith("| sdpo |"))
+    grpo_line = next(line for line in report.splitlines() if line.startswith("| grpo |"))
+    assert f"| {share:.2f} |" in sdpo_line and "| – |" in grpo_line
     assert "sdpo compare --env test/EvenLength-v0" in report
     assert re.search(r"\*\*Reading:\*\* ", report)
 

@@ -21,6 +21,8 @@ import numpy as np
 from .report import write_report
 from .train import JobSpec, run_job
 
+TEACHER_SIGNAL_KEY = "self_distillation/reprompt_sample_fraction"
+
 
 @dataclass
 class RunCurve:
@@ -32,11 +34,17 @@ class RunCurve:
     pass1: list[float]
     mean_length: float
     judge_error_rate: float
+    train_steps: list[int] = dataclasses.field(default_factory=list)
+    step_lengths: list[float] = dataclasses.field(default_factory=list)  # mean completion tokens
+    # SDPO only: the share of the step's rows whose teacher saw a reprompt (feedback or a
+    # successful sibling), i.e. the rows that carried a credit-assignment signal.
+    teacher_signal: list[float] = dataclasses.field(default_factory=list)
 
 
 def load_curve(run_dir: Path, algorithm: str, seed: int) -> RunCurve:
-    """Held-out points of one run, from its metrics.jsonl."""
+    """Held-out points and per-step training statistics of one run, from its metrics.jsonl."""
     steps, gens, wall, pass1, lengths, errors = [], [], [], [], [], []
+    train_steps, teacher_signal = [], []
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         if "heldout/pass@1" in record:
@@ -45,7 +53,10 @@ def load_curve(run_dir: Path, algorithm: str, seed: int) -> RunCurve:
             wall.append(record["wall_s"])
             pass1.append(record["heldout/pass@1"])
         if "completions/mean_length" in record:
+            train_steps.append(record["step"])
             lengths.append(record["completions/mean_length"])
+        if TEACHER_SIGNAL_KEY in record:
+            teacher_signal.append(record[TEACHER_SIGNAL_KEY])
         if "judge_error_rate" in record:
             errors.append(record["judge_error_rate"])
     return RunCurve(
@@ -57,6 +68,9 @@ def load_curve(run_dir: Path, algorithm: str, seed: int) -> RunCurve:
         pass1,
         float(np.mean(lengths)) if lengths else math.nan,
         float(np.mean(errors)) if errors else math.nan,
+        train_steps,
+        lengths,
+        teacher_signal,
     )
 
 
@@ -92,6 +106,11 @@ def summarise(curves: list[RunCurve], baseline: str) -> dict[str, dict[str, Any]
             "runs_reaching_baseline": f"{len(reached)}/{len(runs)}",
             "mean_length": float(np.nanmean([c.mean_length for c in runs])),
             "judge_error_rate": float(np.nanmean([c.judge_error_rate for c in runs])),
+            "teacher_signal_share": (
+                float(np.mean([np.mean(c.teacher_signal) for c in runs if c.teacher_signal]))
+                if any(c.teacher_signal for c in runs)
+                else None
+            ),
         }
     return {"baseline": baseline, "baseline_final": base_final, "algorithms": table}
 

@@ -9,12 +9,17 @@ from typing import Any
 import numpy as np
 
 
-def _plot(curves, x_attr: str, xlabel: str, path: Path) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot(curves, x_attr: str, xlabel: str, path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     algorithms = sorted({c.algorithm for c in curves})
     for color, algo in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], algorithms):
@@ -39,6 +44,44 @@ def _plot(curves, x_attr: str, xlabel: str, path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _per_step_band(ax, runs, values_attr: str, color: str, label: str) -> None:
+    """Mean over seeds per training step, with the min-max band across seeds."""
+    runs = [r for r in runs if getattr(r, values_attr)]
+    if not runs:
+        return
+    width = min(len(getattr(r, values_attr)) for r in runs)
+    xs = runs[0].train_steps[:width]
+    ys = np.array([getattr(r, values_attr)[:width] for r in runs])
+    ax.plot(xs, ys.mean(axis=0), color=color, lw=2, label=f"{label} (mean of {len(runs)})")
+    if len(runs) > 1:
+        ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.15)
+
+
+def _plot_training_dynamics(curves, path: Path) -> None:
+    """Left: mean response length per step (the paper's claim: SDPO answers get shorter).
+    Right: SDPO's share of rows whose teacher had a signal (feedback or a successful sibling)."""
+    plt = _pyplot()
+    fig, (length_ax, signal_ax) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for color, algo in zip(colors, sorted({c.algorithm for c in curves})):
+        runs = [c for c in curves if c.algorithm == algo]
+        _per_step_band(length_ax, runs, "step_lengths", color, algo)
+        _per_step_band(signal_ax, runs, "teacher_signal", color, algo)
+    length_ax.set_ylabel("mean response length (tokens)")
+    signal_ax.set_ylabel("rows with a teacher signal")
+    signal_ax.set_ylim(-0.02, 1.02)
+    if not any(c.teacher_signal for c in curves):
+        signal_ax.text(0.5, 0.5, "no SDPO run", ha="center", va="center", transform=signal_ax.transAxes)
+    for ax in (length_ax, signal_ax):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -73,9 +116,14 @@ def verdict_sentence(summary: dict[str, Any]) -> str:
     )
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def write_report(out_dir: Path, summary: dict[str, Any], curves) -> None:
     _plot(curves, "generations", "generations (completions sampled)", out_dir / "heldout_vs_generations.png")
     _plot(curves, "wall_s", "wall-clock seconds", out_dir / "heldout_vs_wallclock.png")
+    _plot_training_dynamics(curves, out_dir / "training_dynamics.png")
     job = summary["job"]
     lines = [
         f"# SDPO vs {summary['baseline'].upper()} on `{job['env']}`",
@@ -94,8 +142,8 @@ def write_report(out_dir: Path, summary: dict[str, Any], curves) -> None:
         ]
     lines += [
         "| algorithm | seeds | final pass@1 (mean ± std) | best pass@1 | generations to baseline's final "
-        "| mean response length | judge-error rate |",
-        "|---|---|---|---|---|---|---|",
+        "| mean response length | rows with teacher signal | judge-error rate |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for algo, row in summary["algorithms"].items():
         reach = row["gens_to_baseline_final"]
@@ -107,7 +155,7 @@ def write_report(out_dir: Path, summary: dict[str, Any], curves) -> None:
         lines.append(
             f"| {algo} | {row['seeds']} | {_fmt(row['final_mean'], row['final_std'])} | "
             f"{_fmt(row['best_mean'], row['best_std'])} | {reach_text} | {row['mean_length']:.1f} | "
-            f"{row['judge_error_rate']:.3f} |"
+            f"{_share(row.get('teacher_signal_share'))} | {row['judge_error_rate']:.3f} |"
         )
     base_final = summary["baseline_final"]
     lines += [
@@ -119,6 +167,11 @@ def write_report(out_dir: Path, summary: dict[str, Any], curves) -> None:
         "",
         "![held-out pass@1 vs generations](heldout_vs_generations.png)",
         "![held-out pass@1 vs wall-clock](heldout_vs_wallclock.png)",
+        "",
+        "Response length per training step, and the share of SDPO's rows whose teacher had a "
+        "signal (environment feedback or a successful sibling in the reprompt):",
+        "",
+        "![response length and teacher signal per step](training_dynamics.png)",
         "",
         "Reproduce with:",
         "",
