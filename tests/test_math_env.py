@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import sdpo_envs  # noqa: F401  (registers the plugins)
 from environments.math_check.env import MathEnv
-from environments.math_check.grading import GradingPolicy
+from environments.math_check.judge import GradingPolicy
 from environments.math_check.oracle import oracle_answer
 from environments.math_check.tasks import (
     REASONING_GYM_GENERATORS,

@@ -14,8 +14,8 @@ from sdpo_envs import Feedback, Messages, TextEnv
 from sdpo_envs.judges import CodeLimits, FeedbackPolicy, extract_code, judge_code
 from sdpo_envs.sandbox import SandboxBackend
 
-from .data import humaneval_tasks, lcb_sample_tasks, lcb_tasks
 from .schema import Row, assemble_program, build_prompt, normalize_row
+from .tasks import humaneval_tasks, lcb_sample_tasks, lcb_tasks
 
 
 class CodeExecEnv(TextEnv):

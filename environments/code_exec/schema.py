@@ -36,7 +36,7 @@ from typing import Any
 
 from sdpo_envs.judges import parse_tests
 
-from .data import humaneval_row, is_humaneval_row, is_lcb_row, lcb_row
+from .tasks import humaneval_row, is_humaneval_row, is_lcb_row, lcb_row
 
 Row = dict[str, Any]
 FENCE_INSTRUCTION = "Answer with your code in a single ```python code block."

@@ -8,7 +8,7 @@ from sdpo_envs import Messages, TextEnv
 from sdpo_envs.feedback import Feedback
 from sdpo_envs.judges.math.pool import shared_math_pool
 
-from .grading import Checker, GradingPolicy, grade
+from .judge import Checker, GradingPolicy, grade
 from .oracle import oracle_answer
 from .tasks import BUILTIN_DATASETS, normalize_task
 
@@ -30,7 +30,7 @@ class MathEnv(TextEnv):
     (``dataset``, ``dataset_kwargs``, ...).
 
     Policies: which text is the final answer (``extract``), which constructs are refused
-    although math-verify would accept them (``screen``), verdicts (``grading``), task
+    although math-verify would accept them (``screen``), verdicts (``judge``), task
     rows and built-in sets (``tasks``).
     """
 

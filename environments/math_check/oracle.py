@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .grading import GradingPolicy
+from .judge import GradingPolicy
 from .tasks import normalize_task
 
 

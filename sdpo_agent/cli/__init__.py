@@ -37,6 +37,11 @@ def quiet_libraries() -> None:
     """No download/loading progress bars from transformers, datasets and huggingface_hub."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    # The chosen command's module imported these already, and they read the variables at import.
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def _global_flags(parser: argparse.ArgumentParser, default: object) -> None:

@@ -153,8 +153,12 @@ def run_comparison(
                 if (run_dir / "metrics.jsonl").exists():
                     (run_dir / "metrics.jsonl").unlink()  # an interrupted run restarts cleanly
                 begun = time.monotonic()
+                # No halfway checkpoints: an interrupted run restarts from scratch (above), so
+                # they would only cost disk (optimizer state: twice the weights) and memory.
                 run_job(
-                    dataclasses.replace(base, algorithm=algorithm, seed=seed, output_dir=str(run_dir)),
+                    dataclasses.replace(
+                        base, algorithm=algorithm, seed=seed, output_dir=str(run_dir), checkpoints=False
+                    ),
                     initial_eval=initial,
                 )
                 trained.append(time.monotonic() - begun)

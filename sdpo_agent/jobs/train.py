@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,9 @@ class JobSpec:
     eval_samples: int = field(default=4, metadata={"help": "samples per held-out task (n of pass@k)"})
     eval_temperature: float = 1.0
     quiet: bool = field(default=False, metadata={"help": "no progress bars or per-step logs on the terminal"})
+    checkpoints: bool = field(
+        default=True, metadata={"help": "save a resumable checkpoint (weights + optimizer) halfway"}
+    )
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig/GRPOConfig field
 
@@ -83,7 +89,7 @@ def config_for(spec: JobSpec):
         "learning_rate": spec.learning_rate,
         "seed": spec.seed,
         "logging_steps": 1,
-        "save_strategy": "steps",
+        "save_strategy": "steps" if spec.checkpoints else "no",
         "save_steps": max(1, spec.steps // 2),
         "save_total_limit": 2,
         "gradient_checkpointing": False,
@@ -154,9 +160,39 @@ def run_job(
         trainer.remove_callback(PrinterCallback)  # disable_tqdm's fallback prints every log
     try:
         trainer.train()
+        trainer.save_model(str(out / "final"))
     finally:
         trainer.generator.close()  # a vLLM engine and its KV cache go with the run
-    trainer.save_model(str(out / "final"))
+        release_run_memory(trainer)
+    del trainer  # whatever reference cycles are left go in this collection, not the next run's
+    gc.collect()
+    _trim_malloc()
     summary = {"spec": dataclasses.asdict(spec), "heldout": evaluator.history}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def release_run_memory(trainer: Any) -> None:
+    """Give a finished run's optimizer state, teacher and gradients back before the next run.
+
+    ``sdpo compare`` trains its runs one after another in one process. The accelerator keeps
+    the optimizer (Adam moments: twice the weights) and the callbacks keep the trainer in a
+    reference cycle, so without this a run's state lived on into the next; glibc then keeps
+    the freed arenas mapped unless asked to trim.
+    """
+    trainer.accelerator.free_memory()  # its lists of prepared models, optimizers, schedulers
+    trainer.optimizer = trainer.lr_scheduler = None
+    if hasattr(trainer, "teacher"):
+        trainer.teacher = None
+    for callback in trainer.callback_handler.callbacks:
+        if getattr(callback, "trainer", None) is trainer:
+            callback.trainer = None
+    trainer.model.zero_grad(set_to_none=True)
+    gc.collect()
+    _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    # Not glibc (macOS, musl): the allocator keeps its own policy.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,1 @@
+"""Rollout: the agent loop over environments, the generation backends, prompt sampling, batching."""

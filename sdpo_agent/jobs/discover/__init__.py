@@ -1,0 +1,1 @@
+"""``sdpo discover``: test-time SDPO on single questions against best-of-k and multi-turn retries."""
