@@ -215,3 +215,33 @@ def test_compare_evaluates_each_seeds_starting_weights_once(tmp_path, monkeypatc
     for seed in (0, 1):
         starts = {c["algorithm"]: c["pass1"][0] for c in curves if c["seed"] == seed}
         assert starts["sdpo"] == starts["grpo"]
+
+
+def test_a_finished_run_leaves_no_optimizer_or_trainer_alive(tmp_path):
+    """`sdpo compare` trains its runs in one process: a run's Adam moments and teacher copy must
+    not live on into the next run (they did, through the accelerator and a callback cycle)."""
+    import gc
+
+    import torch
+    from transformers import Trainer
+
+    from sdpo_agent.jobs.train import JobSpec, run_job
+
+    spec = JobSpec(
+        env="test/EvenLength-v0",
+        model="tiny",
+        steps=1,
+        batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        eval_every=0,
+        eval_tasks=2,
+        eval_samples=1,
+        quiet=True,
+        checkpoints=False,
+        output_dir=str(tmp_path / "run"),
+    )
+    run_job(spec)
+    alive = [o for o in gc.get_objects() if isinstance(o, (torch.optim.Optimizer, Trainer))]
+    assert alive == []
+    assert not (tmp_path / "run" / "checkpoint-1").exists()  # checkpoints=False: none written
