@@ -177,6 +177,7 @@ def warm_start(
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
         disable_tqdm=not progress,
+        gradient_checkpointing=True,  # activations out of the peak; the same updates
     )
     trainer = Trainer(
         model=model,

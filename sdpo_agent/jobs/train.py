@@ -92,7 +92,9 @@ def config_for(spec: JobSpec):
         "save_strategy": "steps" if spec.checkpoints else "no",
         "save_steps": max(1, spec.steps // 2),
         "save_total_limit": 2,
-        "gradient_checkpointing": False,
+        # Checkpointing costs no measurable step time here (generation dominates; completions are
+        # short) and keeps a smollm2 step's activations out of the peak: 4.74 -> 3.71 GB.
+        "gradient_checkpointing": True,
         "report_to": _tensorboard_if_available(),
         "disable_tqdm": spec.quiet,
         "env_kwargs": dict(spec.env_kwargs),
