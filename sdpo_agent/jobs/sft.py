@@ -178,6 +178,7 @@ def warm_start(
         warmup_steps=0.1,
         disable_tqdm=not progress,
         gradient_checkpointing=True,  # activations out of the peak; the same updates
+        dataloader_pin_memory=torch.cuda.is_available(),  # else torch warns on every CPU run
     )
     trainer = Trainer(
         model=model,
