@@ -196,7 +196,7 @@ def test_read_only_root_non_root_user_no_capabilities(backend):
         backend,
         """
         import os
-        for path in ("/etc/passwd", "/usr/evil", "/evil", "/work/evil", "../evil", "/sdpo/supervisor.py"):
+        for path in ("/etc/passwd", "/usr/evil", "/evil", "/work/evil", "../evil", "/sdpo/supervisor/main.py", "/sdpo/supervisor/evil.py"):
             try:
                 open(path, "a")
                 print("wrote", path)

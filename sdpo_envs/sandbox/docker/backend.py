@@ -5,18 +5,18 @@ How a run goes:
 * The engine is reached through the Docker SDK (``docker.from_env()``, so ``DOCKER_HOST``
   and the TLS variables are honoured). The SDK is imported lazily: ``sdpo_envs`` imports
   without it.
-* The image is built locally, never pulled: :mod:`.docker_image` generates a tiny root
+* The image is built locally, never pulled: :mod:`.image` generates a tiny root
   filesystem and ``docker import``\\ s it, tagged with a hash of its content. The host's
   ``/usr`` is bind-mounted read-only at run time, so ``/usr/bin/python3`` inside is the
   host's interpreter (the engine must run on this machine, or on one with the same /usr).
-* A small pool of warm containers is reused between runs. Each container runs with
+* A small pool of warm containers (:mod:`.pool`) is reused between runs. Each container runs with
   ``network_mode=none``, a read-only root, uid 65534, every capability dropped,
   ``no-new-privileges``, the engine's default seccomp profile, a memory cgroup without
   swap, a pids cgroup, a CPU quota of ``Limits.cpus`` (containers are reused only for runs
   with the same quota), and size-limited tmpfs for the scratch dir ``/work/run``, ``/tmp``
   and ``/dev/shm`` (nothing else is writable). Its only long-lived process (PID 1) is
-  :mod:`.docker_supervisor`, which the host talks to over the container's attached stdio
-  (one connection per container, no ``docker exec`` per run).
+  :mod:`.supervisor`, which the host talks to over the container's attached stdio
+  (:mod:`.channel`; one connection per container, no ``docker exec`` per run).
 * Per run, the supervisor writes the files into the empty ``/work/run``, forks the program
   with its own rlimits (CPU, address space, file size, no core, no raising its priority),
   nice 10 and ``oom_score_adj`` 1000, polls the container's cgroup CPU counter to enforce
@@ -37,36 +37,28 @@ How a run goes:
 from __future__ import annotations
 
 import atexit
-import contextlib
 import itertools
 import json
 import logging
 import os
 import signal
-import socket
 import struct
-import threading
 import time
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..base import MIN_CPUS, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
 from ..capture import classify, decode_output
 from ..files import as_bytes, normalize_files
-from .image import SANDBOX_GID, SANDBOX_PYTHON, SANDBOX_UID, SUPERVISOR_PATH, ensure_image
+from .channel import MAGIC, Backstop, SandboxFailure, short
+from .image import SANDBOX_PYTHON, SANDBOX_UID, ensure_image
+from .pool import LABEL, MIB, OWNER_LABEL, SUPERVISOR_MB, ContainerPool, Profile, Slot, default_pool_size
+
+__all__ = ["LABEL", "OWNER_LABEL", "DockerBackend"]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"SBX1"  # must match docker_supervisor.MAGIC
-LABEL = "org.sdpo-gym.sandbox"
-OWNER_LABEL = "org.sdpo-gym.owner"
-MIB = 1 << 20
-SUPERVISOR_MB = 32  # memory cgroup headroom for the supervisor (PID 1) on top of Limits.memory_mb
-TMPFS_INODES = 16384
-START_TIMEOUT_S = 60.0
 BACKSTOP_GRACE_S = 15.0  # setup + cleanup allowance beyond Limits.wall_s before the host gives up
 SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -77,166 +69,6 @@ SANDBOX_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 SDK_MISSING = "the Docker SDK for Python is not installed: pip install 'sdpo-gym[docker]'"
-
-
-class _SandboxFailure(Exception):
-    """The engine, the container or its supervisor failed (not the program)."""
-
-
-class _Backstop(_SandboxFailure):
-    """The supervisor did not answer within the host-side wall-clock backstop."""
-
-
-def _default_pool_size() -> int:
-    configured = os.environ.get("SDPO_DOCKER_POOL_SIZE")
-    if configured:
-        return max(1, int(configured))
-    return max(2, os.cpu_count() or 1)
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(frozen=True)
-class _Profile:
-    """The container-level part of ``Limits``: containers are reused only for equal profiles."""
-
-    memory_mb: int
-    processes: int
-    disk_mb: int
-    cpus: float  # the container's CPU quota (Limits.cpus, capped by the backend and the host)
-
-    @classmethod
-    def of(cls, limits: Limits, max_cpus: float) -> _Profile:
-        cpus = round(min(float(limits.cpus), max_cpus), 2)  # Docker's nano_cpus step is 0.01 CPU
-        return cls(int(limits.memory_mb), int(limits.processes), int(limits.disk_mb), max(MIN_CPUS, cpus))
-
-    @property
-    def cgroup_memory_mb(self) -> int:
-        return self.memory_mb + SUPERVISOR_MB
-
-    @property
-    def pids(self) -> int:
-        return self.processes + 1  # + the supervisor
-
-    @property
-    def address_space_mb(self) -> int:
-        # Generous on purpose (thread stacks and malloc arenas reserve address space): the
-        # cgroup is the real cap; this makes huge single allocations fail fast with MemoryError.
-        return 2 * self.memory_mb + 256
-
-
-class _Channel:
-    """The host end of a container's attached stdio (Docker's multiplexed stream format)."""
-
-    STDERR_KEEP = 64 * 1024
-
-    def __init__(self, sock: Any) -> None:
-        self._holder = sock  # keep the SDK's object (and its HTTP response) alive
-        self._sock: socket.socket = getattr(sock, "_sock", sock)
-        self._stdout = bytearray()
-        self.stderr = bytearray()
-
-    def _recv_exact(self, size: int, deadline: float) -> bytes:
-        chunks = []
-        while size > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Backstop("the sandbox container did not answer in time")
-            self._sock.settimeout(remaining)
-            try:
-                chunk = self._sock.recv(min(size, 1 << 20))
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                raise _SandboxFailure(f"connection to the sandbox container failed: {_short(exc)}") from exc
-            if not chunk:
-                detail = self.stderr.decode(errors="replace").strip()[-2000:]
-                raise _SandboxFailure(
-                    "the sandbox container closed its connection"
-                    + (f"; its stderr: {detail}" if detail else "")
-                )
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
-
-    def _read_frame(self, deadline: float) -> None:
-        header = self._recv_exact(8, deadline)
-        stream, length = header[0], struct.unpack(">I", header[4:])[0]
-        data = self._recv_exact(length, deadline) if length else b""
-        if stream == 2:
-            self.stderr += data
-            del self.stderr[: -self.STDERR_KEEP]
-        else:
-            self._stdout += data
-
-    def read(self, size: int, deadline: float) -> bytes:
-        while len(self._stdout) < size:
-            self._read_frame(deadline)
-        data = bytes(self._stdout[:size])
-        del self._stdout[:size]
-        return data
-
-    def recv_message(self, deadline: float) -> dict:
-        head = self.read(len(MAGIC) + 4, deadline)
-        if head[: len(MAGIC)] != MAGIC:
-            raise _SandboxFailure(f"garbled message from the sandbox supervisor: {head!r}")
-        (length,) = struct.unpack(">I", head[len(MAGIC) :])
-        return json.loads(self.read(length, deadline))
-
-    def send(self, data: bytes, deadline: float) -> None:
-        remaining = deadline - time.monotonic()
-        self._sock.settimeout(max(0.001, remaining))
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
-            raise _SandboxFailure(f"could not send the run to the sandbox container: {_short(exc)}") from exc
-
-    def idle_and_alive(self) -> bool:
-        """True when the connection is open and nothing unexpected is waiting on it."""
-        if self._stdout:
-            return False
-        try:
-            self._sock.setblocking(False)
-            try:
-                self._sock.recv(1, socket.MSG_PEEK)  # EOF (b"") or unexpected bytes: unusable
-                return False
-            finally:
-                self._sock.setblocking(True)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-
-    def close(self) -> None:
-        for obj in (self._sock, self._holder):
-            with contextlib.suppress(Exception):
-                obj.close()
-
-
-@dataclass(eq=False)
-class _Slot:
-    """One warm container."""
-
-    container_id: str
-    channel: _Channel
-    profile: _Profile
-    hello: dict
-    runs: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
 
 _LIVE: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 
@@ -279,8 +111,7 @@ class DockerBackend(SandboxBackend):
             import docker
         except ImportError as exc:
             raise SandboxUnavailable(SDK_MISSING) from exc
-        self._docker = docker
-        self.pool_size = int(pool_size or _default_pool_size())
+        self.pool_size = int(pool_size or default_pool_size())
         if self.pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         if cpus is not None and not cpus >= MIN_CPUS:
@@ -294,21 +125,14 @@ class DockerBackend(SandboxBackend):
         except SandboxUnavailable:
             raise
         except Exception as exc:
-            raise SandboxUnavailable(f"the Docker engine could not be used: {_short(exc)}") from exc
+            raise SandboxUnavailable(f"the Docker engine could not be used: {short(exc)}") from exc
         self.engine_version = str(version.get("Version", "?"))
         engine_cpus = float(info.get("NCPU") or os.cpu_count() or 1)
         self._max_cpus = min(engine_cpus, self.cpus) if self.cpus is not None else engine_cpus
         self._seccomp = any("seccomp" in str(option) for option in info.get("SecurityOptions") or ())
         self._pid = os.getpid()
-        self._owner = f"{socket.gethostname()}:{self._pid}"
-        self._cond = threading.Condition()
-        self._idle: list[_Slot] = []
-        self._slots: set[_Slot] = set()
-        self._starting = 0
-        self._closed = False
-        self._names = itertools.count()
         self._requests = itertools.count()
-        self._remove_orphans()
+        self._pool = ContainerPool(self._client, docker, self.image, self.pool_size)
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ contract
@@ -332,7 +156,7 @@ class DockerBackend(SandboxBackend):
                 client.close()
         except Exception as exc:
             return (
-                f"no Docker engine answers at DOCKER_HOST={where} ({_short(exc, 200)}). Start one "
+                f"no Docker engine answers at DOCKER_HOST={where} ({short(exc, 200)}). Start one "
                 "(`sudo systemctl start docker`, or `.ci/dockerd.sh start` in this repository and "
                 "export the DOCKER_HOST it prints) or point DOCKER_HOST at a running engine"
             )
@@ -360,19 +184,19 @@ class DockerBackend(SandboxBackend):
     ) -> ExecResult:
         limits = limits or Limits()
         started = time.monotonic()
-        profile = _Profile.of(limits, self._max_cpus)
+        profile = Profile.of(limits, self._max_cpus)
         request_id = f"{os.getpid()}-{next(self._requests)}"
         payload = self._payload(request_id, argv, files, stdin, limits, env, profile)
         failure = "no attempt was made"
         for attempt in range(2):
             try:
-                slot = self._checkout(profile)
-            except _SandboxFailure as exc:
+                slot = self._pool.checkout(profile)
+            except SandboxFailure as exc:
                 return self._failed(str(exc), limits, profile, started)
             try:
                 reply, out, err = self._transact(slot, payload, request_id, limits)
-            except _Backstop as exc:
-                self._discard(slot)
+            except Backstop as exc:
+                self._pool.discard(slot)
                 return self._failed(
                     f"host-side backstop: {exc} within {limits.wall_s + BACKSTOP_GRACE_S:.0f} s; "
                     "the container was discarded",
@@ -380,20 +204,20 @@ class DockerBackend(SandboxBackend):
                     profile,
                     started,
                 )
-            except _SandboxFailure as exc:
-                self._discard(slot)
+            except SandboxFailure as exc:
+                self._pool.discard(slot)
                 failure = str(exc)
                 logger.warning("docker sandbox attempt %d failed: %s", attempt + 1, failure)
                 continue
             if reply.get("clean"):
-                self._checkin(slot)
+                self._pool.checkin(slot)
             else:
                 logger.warning(
                     "docker sandbox container %s was not left clean (%s); replacing it",
                     slot.container_id[:12],
                     "; ".join(reply.get("problems") or ["?"]),
                 )
-                self._discard(slot)
+                self._pool.discard(slot)
             if reply.get("setup_error"):
                 failure = f"could not prepare the run's scratch directory: {reply['setup_error']}"
                 if reply.get("stale"):
@@ -404,25 +228,19 @@ class DockerBackend(SandboxBackend):
 
     def close(self) -> None:
         """Remove every container of this backend (busy ones as soon as their run returns)."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._cond.notify_all()
-        for slot in idle:
-            self._destroy(slot)
+        self._pool.close()
         _LIVE.discard(self)
 
     # ------------------------------------------------------------------ introspection
 
     def container_ids(self) -> list[str]:
         """Ids of this backend's live containers (idle and busy)."""
-        with self._cond:
-            return sorted(slot.container_id for slot in self._slots)
+        return self._pool.container_ids()
 
     def isolation(self, limits: Limits | None = None, hello: Mapping[str, Any] | None = None) -> Isolation:
         """What a run under ``limits`` has enforced (see the module docstring)."""
         limits = limits or Limits()
-        profile = _Profile.of(limits, self._max_cpus)
+        profile = Profile.of(limits, self._max_cpus)
         cgroup_cpu = hello is None or bool(hello.get("cpu_file"))
         # What the kernel holds the container to, as its supervisor read it (None: not started).
         quota = profile.cpus if hello is None else hello.get("cpu_quota")
@@ -470,7 +288,7 @@ class DockerBackend(SandboxBackend):
         stdin: str | bytes,
         limits: Limits,
         env: Mapping[str, str] | None,
-        profile: _Profile,
+        profile: Profile,
     ) -> bytes:
         argv = [os.fspath(arg) for arg in argv]
         if not argv:
@@ -499,7 +317,7 @@ class DockerBackend(SandboxBackend):
         return b"".join([MAGIC, struct.pack(">I", len(body)), body, *blobs, stdin_data])
 
     def _transact(
-        self, slot: _Slot, payload: bytes, request_id: str, limits: Limits
+        self, slot: Slot, payload: bytes, request_id: str, limits: Limits
     ) -> tuple[dict, bytes, bytes]:
         # Setup, cleanup and transfer time on top of the program's own wall-clock limit.
         deadline = time.monotonic() + limits.wall_s + BACKSTOP_GRACE_S + len(payload) / (20 * MIB)
@@ -509,7 +327,7 @@ class DockerBackend(SandboxBackend):
             message = slot.channel.recv_message(deadline)
             reply = message.get("result")
             if not isinstance(reply, dict) or reply.get("id") != request_id:
-                raise _SandboxFailure(f"unexpected answer from the sandbox supervisor: {message!r:.300}")
+                raise SandboxFailure(f"unexpected answer from the sandbox supervisor: {message!r:.300}")
             out = slot.channel.read(int(reply["out_len"]), deadline)
             err = slot.channel.read(int(reply["err_len"]), deadline)
         return reply, out, err
@@ -519,10 +337,10 @@ class DockerBackend(SandboxBackend):
         reply: dict,
         out: bytes,
         err: bytes,
-        slot: _Slot,
+        slot: Slot,
         argv: Sequence[str],
         limits: Limits,
-        profile: _Profile,
+        profile: Profile,
         started: float,
     ) -> ExecResult:
         stdout = decode_output(out)
@@ -558,7 +376,7 @@ class DockerBackend(SandboxBackend):
 
     @staticmethod
     def _classify(
-        reply: dict, stderr: bytes, argv: Sequence[str], limits: Limits, profile: _Profile
+        reply: dict, stderr: bytes, argv: Sequence[str], limits: Limits, profile: Profile
     ) -> tuple[ExecStatus, str]:
         """The status, by the rules every backend shares (``capture.classify``)."""
         if reply.get("exec_error"):
@@ -589,7 +407,7 @@ class DockerBackend(SandboxBackend):
             detail += f": a file reached the {limits.disk_mb} MiB scratch limit"
         return status, detail
 
-    def _failed(self, detail: str, limits: Limits, profile: _Profile, started: float) -> ExecResult:
+    def _failed(self, detail: str, limits: Limits, profile: Profile, started: float) -> ExecResult:
         logger.warning("docker sandbox error: %s", detail)
         return ExecResult(
             status="sandbox_error",
@@ -603,152 +421,3 @@ class DockerBackend(SandboxBackend):
             detail=detail,
             extra={"image": self.image},
         )
-
-    # ------------------------------------------------------------------ the pool
-
-    def _checkout(self, profile: _Profile) -> _Slot:
-        stale: list[_Slot] = []
-        try:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        raise _SandboxFailure("the docker sandbox backend was closed")
-                    for index in range(len(self._idle) - 1, -1, -1):
-                        slot = self._idle[index]
-                        if slot.profile != profile:
-                            continue
-                        del self._idle[index]
-                        if slot.channel.idle_and_alive():
-                            return slot
-                        self._slots.discard(slot)
-                        stale.append(slot)
-                    if len(self._slots) + self._starting < self.pool_size:
-                        break
-                    if self._idle:  # full of containers for other limits: replace the oldest idle one
-                        victim = self._idle.pop(0)
-                        self._slots.discard(victim)
-                        stale.append(victim)
-                        break
-                    self._cond.wait()
-                self._starting += 1
-        finally:
-            for slot in stale:
-                self._destroy(slot)
-        try:
-            slot = self._start_container(profile)
-        except BaseException:
-            with self._cond:
-                self._starting -= 1
-                self._cond.notify()
-            raise
-        with self._cond:
-            self._starting -= 1
-            self._slots.add(slot)
-        return slot
-
-    def _checkin(self, slot: _Slot) -> None:
-        with self._cond:
-            if not self._closed:
-                self._idle.append(slot)
-                self._cond.notify()
-                return
-            self._slots.discard(slot)
-        self._destroy(slot)
-
-    def _discard(self, slot: _Slot) -> None:
-        with self._cond:
-            self._slots.discard(slot)
-            self._cond.notify()
-        self._destroy(slot)
-
-    def _destroy(self, slot: _Slot) -> None:
-        slot.channel.close()  # closes the container's stdin: its supervisor exits
-        self._remove_container(slot.container_id)
-        with self._cond:
-            self._slots.discard(slot)
-
-    def _remove_container(self, container_id: str) -> None:
-        try:
-            self._client.api.remove_container(container_id, force=True)
-        except self._docker.errors.NotFound:
-            pass
-        except self._docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: auto_remove already in progress
-                logger.warning("could not remove sandbox container %s: %s", container_id[:12], _short(exc))
-        except Exception as exc:
-            logger.warning("could not remove sandbox container %s: %s", container_id[:12], _short(exc))
-
-    def _start_container(self, profile: _Profile) -> _Slot:
-        api = self._client.api
-        types = self._docker.types
-        disk = profile.disk_mb
-        host_config = api.create_host_config(
-            auto_remove=True,
-            binds={"/usr": {"bind": "/usr", "mode": "ro"}},
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
-            network_mode="none",
-            read_only=True,
-            mem_limit=profile.cgroup_memory_mb * MIB,
-            memswap_limit=profile.cgroup_memory_mb * MIB,
-            pids_limit=profile.pids,
-            nano_cpus=round(profile.cpus * 1e9),
-            ipc_mode="private",
-            shm_size=disk * MIB,
-            tmpfs={
-                "/work/run": f"rw,exec,nosuid,nodev,size={disk}m,nr_inodes={TMPFS_INODES},mode=0755,"
-                f"uid={SANDBOX_UID},gid={SANDBOX_GID}",
-                "/tmp": f"rw,noexec,nosuid,nodev,size={disk}m,nr_inodes={TMPFS_INODES},mode=1777",
-            },
-            log_config=types.LogConfig(type="none"),
-            ulimits=[types.Ulimit(name="core", soft=0, hard=0)],
-        )
-        name = f"sdpo-sandbox-{os.getpid()}-{next(self._names)}-{uuid.uuid4().hex[:6]}"
-        try:
-            created = api.create_container(
-                self.image,
-                command=[SANDBOX_PYTHON, "-I", "-S", SUPERVISOR_PATH],
-                name=name,
-                hostname="sandbox",
-                user=f"{SANDBOX_UID}:{SANDBOX_GID}",
-                working_dir="/work/run",
-                environment={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                labels={LABEL: "1", OWNER_LABEL: self._owner},
-                stdin_open=True,
-                detach=False,  # with stdin_open: StdinOnce, stdin closes when we disconnect
-                network_disabled=True,
-                host_config=host_config,
-            )
-        except Exception as exc:
-            raise _SandboxFailure(f"could not create a sandbox container: {_short(exc)}") from exc
-        container_id = created["Id"]
-        channel = None
-        try:
-            sock = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            channel = _Channel(sock)
-            api.start(container_id)
-            hello = channel.recv_message(time.monotonic() + START_TIMEOUT_S)
-            if not hello.get("ready") or hello.get("uid") != SANDBOX_UID:
-                raise _SandboxFailure(f"unexpected hello from the sandbox supervisor: {hello!r}")
-        except Exception as exc:
-            if channel is not None:
-                channel.close()
-            self._remove_container(container_id)
-            if isinstance(exc, _SandboxFailure):
-                raise
-            raise _SandboxFailure(f"could not start a sandbox container: {_short(exc)}") from exc
-        logger.debug("started sandbox container %s for %s", container_id[:12], profile)
-        return _Slot(container_id, channel, profile, hello)
-
-    def _remove_orphans(self) -> None:
-        """Remove containers left by a process of this host that no longer exists."""
-        host = socket.gethostname()
-        try:
-            containers = self._client.api.containers(all=True, filters={"label": LABEL})
-        except Exception:
-            return
-        for container in containers:
-            owner = (container.get("Labels") or {}).get(OWNER_LABEL, "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                self._remove_container(container["Id"])

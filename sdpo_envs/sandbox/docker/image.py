@@ -4,7 +4,7 @@ The image is a tiny root filesystem generated here with ``tarfile`` and loaded w
 ``docker import``: empty mount points (``/usr``, ``/proc``, ``/dev``, ``/sys``, ``/tmp``,
 ``/work/run``), ``/bin``, ``/sbin``, ``/lib`` and ``/lib64`` as symlinks into ``usr``, an
 ``/etc`` with ``passwd``/``group`` entries for the unprivileged sandbox user (65534) and the
-host's ``ld.so.cache``, and the in-container supervisor at ``/sdpo/supervisor.py``. At run
+host's ``ld.so.cache``, and the in-container supervisor package at ``/sdpo/supervisor/``. At run
 time the host's ``/usr`` is bind-mounted read-only, so ``/usr/bin/python3`` is the host's
 interpreter. The tag is a hash of the tar, so the image is built once per content and
 rebuilt only when the supervisor (or the host's linker cache) changes.
@@ -24,8 +24,16 @@ from typing import Any
 REPOSITORY = "sdpo-sandbox"
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
-SUPERVISOR_PATH = "/sdpo/supervisor.py"
 SANDBOX_PYTHON = "/usr/bin/python3"
+SUPERVISOR_DIR = "/sdpo/supervisor"
+# -I leaves the script's directory off sys.path, so the package's parent goes on it by hand.
+SUPERVISOR_COMMAND = [
+    SANDBOX_PYTHON,
+    "-I",
+    "-S",
+    "-c",
+    "import sys; sys.path.insert(0, '/sdpo'); from supervisor.main import main; sys.exit(main())",
+]
 
 _PASSWD = (
     "root:x:0:0:root:/root:/usr/sbin/nologin\n"
@@ -36,8 +44,9 @@ _HOST_FILES = ("/etc/ld.so.cache",)  # copied when present: library lookups matc
 _lock = threading.Lock()
 
 
-def _supervisor_source() -> bytes:
-    return (Path(__file__).with_name("supervisor.py")).read_bytes()
+def _supervisor_sources() -> dict[str, bytes]:
+    package = Path(__file__).with_name("supervisor")
+    return {path.name: path.read_bytes() for path in sorted(package.glob("*.py"))}
 
 
 def rootfs_tar() -> bytes:
@@ -56,7 +65,7 @@ def rootfs_tar() -> bytes:
             info.size = len(data) if kind == tarfile.REGTYPE else 0
             tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
 
-        for directory in ("dev", "etc", "proc", "sdpo", "sys", "usr", "work"):
+        for directory in ("dev", "etc", "proc", "sdpo", "sdpo/supervisor", "sys", "usr", "work"):
             add(directory, tarfile.DIRTYPE, 0o755)
         add("work/run", tarfile.DIRTYPE, 0o755)  # mount point of the scratch tmpfs
         add("tmp", tarfile.DIRTYPE, 0o1777)
@@ -69,7 +78,8 @@ def rootfs_tar() -> bytes:
             path = Path(host_file)
             if path.is_file():
                 add(host_file.lstrip("/"), tarfile.REGTYPE, 0o644, path.read_bytes())
-        add(SUPERVISOR_PATH.lstrip("/"), tarfile.REGTYPE, 0o644, _supervisor_source())
+        for name, source in _supervisor_sources().items():
+            add(f"{SUPERVISOR_DIR.lstrip('/')}/{name}", tarfile.REGTYPE, 0o644, source)
     return buffer.getvalue()
 
 

@@ -1,10 +1,9 @@
 """PID 1 of a warm container of the ``docker`` sandbox backend.
 
-This file is not imported by ``sdpo_envs``: ``docker_image`` copies it into the sandbox
-image as ``/sdpo/supervisor.py`` and every warm container runs it as its only long-lived
-process (``/usr/bin/python3 -I -S /sdpo/supervisor.py``, uid 65534). It uses the standard
-library only and must stay compatible with whatever ``/usr/bin/python3`` the Docker host has
-(Python 3.8+).
+This package is not imported by ``sdpo_envs``: ``image.py`` copies it into the sandbox
+image as ``/sdpo/supervisor/`` and every warm container runs it as its only long-lived
+process (``image.SUPERVISOR_COMMAND``, uid 65534). It uses the standard library only and
+must stay compatible with whatever ``/usr/bin/python3`` the Docker host has (Python 3.8+).
 
 Why PID 1 and not ``docker exec`` per run: the init process of a PID namespace receives,
 from inside that namespace, only the signals it installed a handler for (here only
@@ -26,7 +25,6 @@ host goes away):
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import math
@@ -38,9 +36,21 @@ import struct
 import sys
 import time
 
+from .cleanup import SCRATCH, cleanup
+from .counters import (
+    CPU_FILE,
+    OOM_FILE,
+    Usage,
+    cgroup_cpu_s,
+    cores,
+    cpu_quota,
+    kill_all,
+    oom_kills,
+    procfs_tree_cpu_s,
+    self_cpu_s,
+)
+
 MAGIC = b"SBX1"
-SCRATCH = "/work/run"  # a tmpfs of its own; /work itself is read-only
-WIPE_DIRS = (SCRATCH, "/tmp", "/dev/shm", "/dev/mqueue")
 # The tree's CPU is read every POLL_S, and, as it nears its limit, after half the time it
 # could take to reach it on every core at once (never more often than POLL_MIN_S).
 POLL_S = 0.05
@@ -52,153 +62,8 @@ DRAIN_S = 2.0
 MIB = 1 << 20
 
 PR_SET_DUMPABLE = 4
-IPC_RMID = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _first_existing(paths):
-    for path in paths:
-        try:
-            with open(path) as handle:
-                handle.read()
-            return path
-        except OSError:
-            continue
-    return None
-
-
-# cgroup v1 (docker mounts the container's own cgroup at these paths) or v2 (cgroupns).
-CPU_FILE = _first_existing(
-    (
-        "/sys/fs/cgroup/cpuacct/cpuacct.usage",
-        "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage",
-        "/sys/fs/cgroup/cpu.stat",
-    )
-)
-OOM_FILE = _first_existing(("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"))
-QUOTA_FILES = (
-    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
-    ("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us"),
-    ("/sys/fs/cgroup/cpu.max", None),
-)
-
-
-def _cpu_quota():
-    """The container's CPU bandwidth quota in CPUs, as the kernel holds it (None: none)."""
-    for quota_file, period_file in QUOTA_FILES:
-        try:
-            with open(quota_file) as handle:
-                words = handle.read().split()
-            if period_file is not None:
-                with open(period_file) as handle:
-                    words.append(handle.read().strip())
-        except OSError:
-            continue
-        if len(words) == 2 and words[0] not in ("max", "-1") and int(words[1]) > 0:
-            return int(words[0]) / int(words[1])
-        return None
-    return None
-
-
-def _cores():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _cgroup_cpu_s():
-    """CPU seconds of every process in the container so far, or None when unreadable."""
-    if CPU_FILE is None:
-        return None
-    try:
-        with open(CPU_FILE) as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    if CPU_FILE.endswith("cpu.stat"):
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                return int(value) / 1e6
-        return None
-    return int(text.strip()) / 1e9
-
-
-def _oom_kills():
-    if OOM_FILE is None:
-        return None
-    try:
-        with open(OOM_FILE) as handle:
-            for line in handle:
-                key, _, value = line.strip().partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _self_cpu_s():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _other_pids():
-    me = os.getpid()
-    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != me]
-
-
-def _procfs_tree_cpu_s():
-    """Fallback when no cgroup CPU file is readable: CPU of the live processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in _other_pids():
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                fields = handle.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        # fields[0] is the state (field 3); utime, stime, cutime, cstime are fields 14-17.
-        total += sum(int(value) for value in fields[11:15])
-    return total / tick
-
-
-def _kill_all():
-    """SIGKILL every process in the container except this one (PID 1)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
-
-
-class _Usage:
-    """Resource usage of one run, summed over every process it reaped."""
-
-    def __init__(self):
-        self.cpu_s = 0.0
-        self.maxrss_kb = 0
-        self.main_status = None
-        self.main_pid = None
-        self.main_exit_at = None
-
-    def reap(self, block_s=0.0):
-        """Reap every finished child (waiting up to ``block_s`` for the last ones)."""
-        deadline = time.monotonic() + block_s
-        while True:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                return True
-            if pid == 0:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.005)
-                continue
-            self.cpu_s += usage.ru_utime + usage.ru_stime
-            self.maxrss_kb = max(self.maxrss_kb, usage.ru_maxrss)
-            if pid == self.main_pid:
-                self.main_status = status
-                self.main_exit_at = time.monotonic()
 
 
 def _read_exact(fd, size):
@@ -297,7 +162,7 @@ def _child(argv, env, limits, stdin_fd, out_w, err_w, report_w):
 
 def _run(request, blobs, stdin_data, wake_r):
     limits = request["limits"]
-    usage = _Usage()
+    usage = Usage()
     result = {"exit": None, "reason": None, "oom": None, "exec_error": None, "setup_error": None}
     out, err = bytearray(), bytearray()
     try:
@@ -307,16 +172,16 @@ def _run(request, blobs, stdin_data, wake_r):
         result["stale"] = isinstance(exc, FileExistsError)
         return result, usage, out, err, 0.0
 
-    oom_before = _oom_kills()
-    cgroup_cpu0 = _cgroup_cpu_s()
-    self_cpu0 = _self_cpu_s()
+    oom_before = oom_kills()
+    cgroup_cpu0 = cgroup_cpu_s()
+    self_cpu0 = self_cpu_s()
 
     def tree_cpu_s():
         if cgroup_cpu0 is not None:
-            now = _cgroup_cpu_s()
+            now = cgroup_cpu_s()
             if now is not None:
-                return (now - cgroup_cpu0) - (_self_cpu_s() - self_cpu0)
-        return usage.cpu_s + _procfs_tree_cpu_s()
+                return (now - cgroup_cpu0) - (self_cpu_s() - self_cpu0)
+        return usage.cpu_s + procfs_tree_cpu_s()
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -349,7 +214,7 @@ def _run(request, blobs, stdin_data, wake_r):
         selector.register(fd, selectors.EVENT_READ)
     deadline = started + float(limits["wall_s"])
     cpu_limit = float(limits["cpu_s"])
-    cores = _cores()
+    n_cores = cores()
     poll_s = POLL_S
     drain_until = None
     try:
@@ -357,7 +222,7 @@ def _run(request, blobs, stdin_data, wake_r):
             usage.reap()
             now = time.monotonic()
             if usage.main_status is not None and drain_until is None:
-                _kill_all()  # the program is done: whatever it left behind goes now
+                kill_all()  # the program is done: whatever it left behind goes now
                 drain_until = now + DRAIN_S
             if drain_until is not None and (not buffers or now >= drain_until):
                 break
@@ -365,12 +230,12 @@ def _run(request, blobs, stdin_data, wake_r):
                 used = tree_cpu_s()
                 if now >= deadline:
                     result["reason"] = "wall"
-                    _kill_all()
+                    kill_all()
                 elif used > cpu_limit:
                     result["reason"] = "cpu"
-                    _kill_all()
+                    kill_all()
                 else:
-                    poll_s = min(POLL_S, max(POLL_MIN_S, (cpu_limit - used) / cores / 2))
+                    poll_s = min(POLL_S, max(POLL_MIN_S, (cpu_limit - used) / n_cores / 2))
             if drain_until is not None:
                 timeout = max(0.0, drain_until - now)
             else:
@@ -398,16 +263,16 @@ def _run(request, blobs, stdin_data, wake_r):
                     if result["reason"] is None:
                         result["reason"] = "output"
                         result["overflow"] = names[fd]
-                        _kill_all()
+                        kill_all()
                 else:
                     buffer += chunk
     finally:
         selector.close()
         for fd in buffers:
             os.close(fd)
-    _kill_all()
+    kill_all()
     usage.reap(block_s=1.0)
-    oom_after = _oom_kills()
+    oom_after = oom_kills()
     if oom_before is not None and oom_after is not None:
         result["oom"] = oom_after > oom_before
     status = usage.main_status
@@ -420,94 +285,12 @@ def _run(request, blobs, stdin_data, wake_r):
     return result, usage, out, err, end - started
 
 
-def _remove_ipc():
-    for kind, remove in (
-        ("shm", lambda ident: _libc.shmctl(ident, IPC_RMID, None)),
-        ("msg", lambda ident: _libc.msgctl(ident, IPC_RMID, None)),
-        ("sem", lambda ident: _libc.semctl(ident, 0, IPC_RMID)),
-    ):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as handle:
-                rows = handle.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 1:
-                remove(int(fields[1]))
-
-
-def _wipe(directory):
-    """Delete everything under ``directory`` (not itself), even dirs the program made unreadable."""
-    stack, seen = [directory], []
-    while stack:
-        path = stack.pop()
-        if path != directory:
-            with contextlib.suppress(OSError):
-                os.chmod(path, 0o700)
-        seen.append(path)
-        try:
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            os.unlink(entry.path)
-                    except OSError:
-                        pass
-        except OSError:
-            pass
-    for path in reversed(seen[1:]):  # children were appended after their parents
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
-
-
-def _cleanup(usage):
-    """Kill and reap everything, wipe every writable place; return what could not be undone."""
-    problems = []
-    for _ in range(100):
-        _kill_all()
-        usage.reap(block_s=0.02)
-        if not _other_pids():
-            break
-    else:
-        problems.append(f"processes survived: {_other_pids()[:10]}")
-    try:
-        _remove_ipc()
-    except Exception as exc:
-        problems.append(f"ipc: {exc}")
-    try:
-        os.chmod(SCRATCH, 0o755)  # the program owns it and may have locked it
-    except OSError as exc:
-        problems.append(f"chmod {SCRATCH}: {exc}")
-    for directory in WIPE_DIRS:
-        _wipe(directory)
-        try:
-            left = os.listdir(directory)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            problems.append(f"{directory}: {exc}")
-            continue
-        if left:
-            problems.append(f"{directory} not empty: {left[:5]}")
-    for kind in ("shm", "msg", "sem"):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as handle:
-                if len(handle.read().splitlines()) > 1:
-                    problems.append(f"SysV {kind} objects left")
-        except OSError:
-            pass
-    return problems
-
-
 def _handle(request, wake_r):
     blobs = [_read_exact(0, size) for _name, size, _mode in request["files"]]
     stdin_data = _read_exact(0, request["stdin_len"])
     result, usage, out, err, wall = _run(request, blobs, stdin_data, wake_r)
     del blobs, stdin_data
-    problems = _cleanup(usage)
+    problems = cleanup(usage)
     result.update(
         {
             "id": request.get("id"),
@@ -541,7 +324,7 @@ def main():
             "python": sys.version.split()[0],
             "cpu_file": CPU_FILE,
             "oom_file": OOM_FILE,
-            "cpu_quota": _cpu_quota(),
+            "cpu_quota": cpu_quota(),
             "program_nice": PROGRAM_NICE,
         }
     )
@@ -556,7 +339,7 @@ def main():
         (length,) = struct.unpack(">I", head[len(MAGIC) :])
         request = json.loads(_read_exact(0, length))
         _handle(request, wake_r)
-    _kill_all()
+    kill_all()
     return 0
 
 

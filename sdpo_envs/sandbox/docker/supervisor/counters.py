@@ -1,0 +1,153 @@
+"""What the supervisor reads about the container: CPU used by its tree, OOM kills, its CPU quota."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import time
+
+
+def first_existing(paths):
+    for path in paths:
+        try:
+            with open(path) as handle:
+                handle.read()
+            return path
+        except OSError:
+            continue
+    return None
+
+
+# cgroup v1 (docker mounts the container's own cgroup at these paths) or v2 (cgroupns).
+CPU_FILE = first_existing(
+    (
+        "/sys/fs/cgroup/cpuacct/cpuacct.usage",
+        "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage",
+        "/sys/fs/cgroup/cpu.stat",
+    )
+)
+OOM_FILE = first_existing(("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"))
+QUOTA_FILES = (
+    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    ("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us"),
+    ("/sys/fs/cgroup/cpu.max", None),
+)
+
+
+def cpu_quota():
+    """The container's CPU bandwidth quota in CPUs, as the kernel holds it (None: none)."""
+    for quota_file, period_file in QUOTA_FILES:
+        try:
+            with open(quota_file) as handle:
+                words = handle.read().split()
+            if period_file is not None:
+                with open(period_file) as handle:
+                    words.append(handle.read().strip())
+        except OSError:
+            continue
+        if len(words) == 2 and words[0] not in ("max", "-1") and int(words[1]) > 0:
+            return int(words[0]) / int(words[1])
+        return None
+    return None
+
+
+def cores():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def cgroup_cpu_s():
+    """CPU seconds of every process in the container so far, or None when unreadable."""
+    if CPU_FILE is None:
+        return None
+    try:
+        with open(CPU_FILE) as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    if CPU_FILE.endswith("cpu.stat"):
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) / 1e6
+        return None
+    return int(text.strip()) / 1e9
+
+
+def oom_kills():
+    if OOM_FILE is None:
+        return None
+    try:
+        with open(OOM_FILE) as handle:
+            for line in handle:
+                key, _, value = line.strip().partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def self_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_pids():
+    me = os.getpid()
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != me]
+
+
+def procfs_tree_cpu_s():
+    """Fallback when no cgroup CPU file is readable: CPU of the live processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in other_pids():
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is the state (field 3); utime, stime, cutime, cstime are fields 14-17.
+        total += sum(int(value) for value in fields[11:15])
+    return total / tick
+
+
+def kill_all():
+    """SIGKILL every process in the container except this one (PID 1)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)
+
+
+class Usage:
+    """Resource usage of one run, summed over every process it reaped."""
+
+    def __init__(self):
+        self.cpu_s = 0.0
+        self.maxrss_kb = 0
+        self.main_status = None
+        self.main_pid = None
+        self.main_exit_at = None
+
+    def reap(self, block_s=0.0):
+        """Reap every finished child (waiting up to ``block_s`` for the last ones)."""
+        deadline = time.monotonic() + block_s
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid == 0:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.005)
+                continue
+            self.cpu_s += usage.ru_utime + usage.ru_stime
+            self.maxrss_kb = max(self.maxrss_kb, usage.ru_maxrss)
+            if pid == self.main_pid:
+                self.main_status = status
+                self.main_exit_at = time.monotonic()
