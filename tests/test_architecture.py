@@ -1,0 +1,182 @@
+"""The layout's promises, checked on the source: imports run one way, no cycles, small modules.
+
+Layers of ``sdpo_agent`` (a package may import only from lower ranks or itself):
+cli -> jobs -> trainers -> (rollout, reprompt, teacher, losses, rewards) -> config -> models.
+``sdpo_envs`` and ``environments`` never import ``sdpo_agent``; ``sdpo_envs`` finds
+``environments`` through entry points, never by import.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("sdpo_agent", "sdpo_envs", "environments")
+AGENT_RANKS = {
+    "cli": 6,
+    "jobs": 5,
+    "trainers": 4,
+    "rollout": 3,
+    "reprompt": 3,
+    "teacher": 3,
+    "losses": 3,
+    "rewards": 3,
+    "config": 2,
+    "models": 1,
+}
+MAX_LINES = 500
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The project modules an import statement loads (``from pkg import sub`` counts as ``pkg.sub``)."""
+    modules = _modules()
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = module if modules[module].name == "__init__.py" else module.rpartition(".")[0]
+            for _ in range(node.level - 1):
+                package = package.rpartition(".")[0]
+            base = f"{package}.{base}" if base else package
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+    return sorted({n for n in names if n.split(".")[0] in PACKAGES})
+
+
+@cache
+def _imports() -> dict[str, list[tuple[str, bool]]]:
+    """module -> [(imported project module, inside a function?)]."""
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nested = {
+            id(node)
+            for fn in ast.walk(tree)
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(fn)
+        }
+        found[module] = [
+            (target, id(node) in nested)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for target in _targets(module, node)
+        ]
+    return found
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else module
+
+
+def test_sdpo_agent_layers_import_one_way():
+    wrong = []
+    for module, imports in _imports().items():
+        if not module.startswith("sdpo_agent.") or _layer(module) not in AGENT_RANKS:
+            continue
+        for target, _ in imports:
+            inverted = AGENT_RANKS.get(_layer(target), 99) >= AGENT_RANKS[_layer(module)]
+            if target.startswith("sdpo_agent.") and _layer(target) != _layer(module) and inverted:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, wrong
+
+
+def test_environments_never_import_the_agent_and_the_core_never_imports_environments():
+    wrong = [
+        f"{module} -> {target}"
+        for module, imports in _imports().items()
+        for target, _ in imports
+        if (not module.startswith("sdpo_agent") and target.startswith("sdpo_agent"))
+        or (module.startswith("sdpo_envs") and target.startswith("environments"))
+    ]
+    assert not wrong, wrong
+
+
+def test_no_import_cycle_between_modules():
+    graph = {m: {t for t, _ in imports if t != m} for m, imports in _imports().items()}
+    cycles = [component for component in _strongly_connected(graph) if len(component) > 1]
+    assert not cycles, cycles
+
+
+def test_no_function_level_import_within_a_package():
+    # Deferred imports hide cycles; across packages (environments -> sdpo_envs) they only defer cost.
+    wrong = [
+        f"{module} -> {target}"
+        for module, imports in _imports().items()
+        for target, in_function in imports
+        if in_function and target.split(".")[0] == module.split(".")[0]
+    ]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_needs_scrolling(package):
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in (ROOT / package).rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_the_checks_see_a_cycle_and_a_wrong_way_import():
+    # The helpers must be able to fail: a two-module cycle is found, a layer inversion is ranked.
+    assert [sorted(c) for c in _strongly_connected({"a": {"b"}, "b": {"a"}, "c": {"a"}}) if len(c) > 1] == [
+        ["a", "b"]
+    ]
+    assert AGENT_RANKS["models"] < AGENT_RANKS["trainers"] < AGENT_RANKS["cli"]
+    assert ("sdpo_agent.config", False) in _imports()["sdpo_agent.trainers.base"]
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's algorithm, iteratively (the import graph is deep enough to matter)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                components.append(component)
+    return components
