@@ -82,26 +82,37 @@ def _layer(module: str) -> str:
     return module.split(".")[1] if module.count(".") else module
 
 
+def _imports_where(keep) -> list[str]:
+    """``module -> target`` of every project import for which ``keep(module, target, in_function)``."""
+    return [
+        f"{module} -> {target}"
+        for module, imports in _imports().items()
+        for target, in_function in imports
+        if keep(module, target, in_function)
+    ]
+
+
+def _inverted(module: str, target: str) -> bool:
+    """A cross-layer import inside sdpo_agent that points up (or sideways) the ranks."""
+    if not (module.startswith("sdpo_agent.") and target.startswith("sdpo_agent.")):
+        return False
+    if _layer(module) not in AGENT_RANKS or _layer(target) == _layer(module):
+        return False
+    return AGENT_RANKS.get(_layer(target), 99) >= AGENT_RANKS[_layer(module)]
+
+
 def test_sdpo_agent_layers_import_one_way():
-    wrong = []
-    for module, imports in _imports().items():
-        if not module.startswith("sdpo_agent.") or _layer(module) not in AGENT_RANKS:
-            continue
-        for target, _ in imports:
-            inverted = AGENT_RANKS.get(_layer(target), 99) >= AGENT_RANKS[_layer(module)]
-            if target.startswith("sdpo_agent.") and _layer(target) != _layer(module) and inverted:
-                wrong.append(f"{module} -> {target}")
+    wrong = _imports_where(lambda module, target, _: _inverted(module, target))
     assert not wrong, wrong
 
 
 def test_environments_never_import_the_agent_and_the_core_never_imports_environments():
-    wrong = [
-        f"{module} -> {target}"
-        for module, imports in _imports().items()
-        for target, _ in imports
-        if (not module.startswith("sdpo_agent") and target.startswith("sdpo_agent"))
-        or (module.startswith("sdpo_envs") and target.startswith("environments"))
-    ]
+    wrong = _imports_where(
+        lambda module, target, _: (
+            (not module.startswith("sdpo_agent") and target.startswith("sdpo_agent"))
+            or (module.startswith("sdpo_envs") and target.startswith("environments"))
+        )
+    )
     assert not wrong, wrong
 
 
@@ -113,12 +124,9 @@ def test_no_import_cycle_between_modules():
 
 def test_no_function_level_import_within_a_package():
     # Deferred imports hide cycles; across packages (environments -> sdpo_envs) they only defer cost.
-    wrong = [
-        f"{module} -> {target}"
-        for module, imports in _imports().items()
-        for target, in_function in imports
-        if in_function and target.split(".")[0] == module.split(".")[0]
-    ]
+    wrong = _imports_where(
+        lambda module, target, in_function: in_function and target.split(".")[0] == module.split(".")[0]
+    )
     assert not wrong, wrong
 
 
@@ -138,6 +146,8 @@ def test_the_checks_see_a_cycle_and_a_wrong_way_import():
         ["a", "b"]
     ]
     assert AGENT_RANKS["models"] < AGENT_RANKS["trainers"] < AGENT_RANKS["cli"]
+    assert _inverted("sdpo_agent.models.resolve", "sdpo_agent.jobs.train")
+    assert not _inverted("sdpo_agent.jobs.train", "sdpo_agent.models.resolve")
     assert ("sdpo_agent.config", False) in _imports()["sdpo_agent.trainers.base"]
 
 
