@@ -9,13 +9,17 @@ The busy threads hash a 1 MiB buffer, which releases the GIL, so they really do 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from sdpo_envs.sandbox import Limits, available_backends, get_backend
+from sdpo_envs.sandbox.priority import realtime_watcher
 
 _reasons: dict[str, str | None] = {}
 
@@ -122,23 +126,53 @@ def test_other_busy_trees_stop_at_the_cpu_limit(backend, attack):
 
 def test_concurrent_attacks_each_stop_at_their_cpu_limit(backend):
     lim = limits(1.0)
-    codes = [
-        ATTACKS["8-processes-x-5-threads"],
-        ATTACKS["8-processes-x-5-gil-threads"],
-        ATTACKS["forking-chain"],
-    ]
-    with ThreadPoolExecutor(len(codes)) as pool:
-        results = list(pool.map(lambda code: run(backend, code, lim), codes))
-    for result in results:
+    for result in run_concurrently(backend, lim):
         assert_stopped_in_time(result, lim)
     assert run(backend, "print('alive')", limits(1.0)).stdout == "alive\n"
+
+
+CONCURRENT = ["8-processes-x-5-threads", "8-processes-x-5-gil-threads", "forking-chain"]
+
+
+def run_concurrently(backend, lim: Limits) -> list:
+    with ThreadPoolExecutor(len(CONCURRENT)) as pool:
+        return list(pool.map(lambda name: run(backend, ATTACKS[name], lim), CONCURRENT))
+
+
+def test_attacks_from_two_processes_at_once_each_stop_at_their_cpu_limit(backend):
+    # Two judging processes at once (two trainers, or two test workers) oversubscribe the
+    # cores: a watcher at normal priority was then starved for seconds (6.3 s of CPU against
+    # a 1 s limit). The other process reports its CPU seconds as JSON on stdout.
+    other = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_sandbox_attacks import limits, run_concurrently
+        from sdpo_envs.sandbox import get_backend
+        results = [run_concurrently(get_backend({backend.name!r}), limits(1.0)) for _ in range(2)]
+        print(json.dumps([[r.status, r.cpu_s] for rs in results for r in rs]))
+        """
+    )
+    lim = limits(1.0)
+    with subprocess.Popen([sys.executable, "-c", other], stdout=subprocess.PIPE, text=True) as proc:
+        ours = [result for _ in range(2) for result in run_concurrently(backend, lim)]
+        theirs = json.loads(proc.communicate(timeout=300)[0])
+    for result in ours:
+        assert_stopped_in_time(result, lim)
+    for status, cpu_s in theirs:
+        assert status == "time_limit" and cpu_s <= 1.1 * lim.cpu_s + 0.2, (status, cpu_s)
 
 
 def test_the_tree_is_held_to_its_cpu_quota_and_cannot_renice(backend):
     code = """
     import os
-    print(os.nice(0))
-    for attempt in (lambda: os.nice(-1), lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)):
+    print(os.nice(0), os.sched_getscheduler(0) == os.SCHED_IDLE)
+    for attempt in (
+        lambda: os.nice(-1),
+        lambda: os.setpriority(os.PRIO_PROCESS, 0, 0),
+        lambda: os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)),
+        lambda: os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0)),
+    ):
         try:
             attempt()
             print("raised")
@@ -147,9 +181,9 @@ def test_the_tree_is_held_to_its_cpu_quota_and_cannot_renice(backend):
     """
     result = run(backend, code, limits(1.0, cpus=0.5))
     assert result.status == "ok", result
-    assert result.stdout.split() == ["10", "refused", "refused"]
+    assert result.stdout.split() == ["10", "True"] + ["refused"] * 4
     enforced = " | ".join(result.isolation.enforced)
-    assert "nice 10" in enforced
+    assert "nice 10 and SCHED_IDLE" in enforced
     if "cpu quota" not in " ".join(result.isolation.missing):
         assert "cpu quota 0.5 CPU" in enforced, result.isolation
 
@@ -208,3 +242,39 @@ def test_a_reused_bwrap_slot_gets_each_runs_quota():
         backend.close()
     assert not [d for d in dirs if os.path.exists(d)], "the slot's cgroups were not removed"
     assert os.path.isdir(parent) or not os.path.exists(parent)
+
+
+def test_the_cpu_watcher_runs_at_real_time_priority_and_gives_it_back():
+    before = os.sched_getscheduler(0)
+    with realtime_watcher() as why:
+        during = os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK
+    assert os.sched_getscheduler(0) == before
+    if os.geteuid() == 0:
+        assert why is None and during == os.SCHED_FIFO
+    else:
+        assert during == (os.SCHED_FIFO if why is None else before)
+
+
+def test_a_watcher_refused_real_time_says_why_and_runs_as_before():
+    code = textwrap.dedent(
+        """
+        import os, resource
+        from sdpo_envs.sandbox.priority import realtime_watcher
+        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+        if os.geteuid() == 0:
+            os.setuid(65534)  # no CAP_SYS_NICE left
+        with realtime_watcher() as why:
+            print(os.sched_getscheduler(0) == os.SCHED_OTHER, why)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "True Operation not permitted\n", out
+
+
+def test_a_bwrap_run_reports_how_its_cpu_counter_is_watched():
+    if _reason("bwrap") is not None:
+        pytest.skip(_reason("bwrap"))
+    result = run(get_backend("bwrap"), "print('hi')", limits(1.0))
+    report = " | ".join(result.isolation.enforced + result.isolation.missing)
+    if "tree CPU total (RLIMIT_CPU per process only)" not in report:
+        assert "real-time" in report, result.isolation

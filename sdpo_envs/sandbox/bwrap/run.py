@@ -32,6 +32,7 @@ from .. import limits as rl
 from ..base import ExecResult, Isolation, Limits
 from ..capture import CappedBuffer, classify, pump
 from ..files import parent_dirs
+from ..priority import realtime_watcher
 from . import cgroups
 from .setup import SANDBOX_PATH, SCRATCH
 from .slots import Slot
@@ -72,6 +73,7 @@ class BwrapRun:
         self.argv: list[str] = []
         self.init_pid = 0
         self.nice_error = ""  # why the tree could not be niced, if it could not
+        self.watcher_error: str | None = None  # why the watcher is not real-time, if not
         self._cpu_used = 0.0  # the tree's CPU seconds at the last check
         # Within one quota period the tree may run on every core we have (the quota bounds
         # its average over a period): the fastest it can burn CPU time, for the check interval.
@@ -157,20 +159,21 @@ class BwrapRun:
         check = self._cpu_check if self.group is not None and self.group.cpu_accounting else None
         self._cpu_rate = float(len(os.sched_getaffinity(0)))
         # Watch pid 1, not bwrap: bwrap may exit as soon as it knows the program's status.
-        outcome = pump(
-            buffers,
-            fds,
-            deadline=self.deadline,
-            exit_fd=init_fd,
-            check=check,
-            check_every=self._cpu_check_interval,
-        )
-        killed_for = outcome.reason if outcome.reason not in ("exited", "eof") else None
-        if killed_for:
-            if self.group is not None:
-                self.group.signal_all()  # every process at once, not only pid 1
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(init_fd, signal.SIGKILL)
+        with realtime_watcher() as self.watcher_error:
+            outcome = pump(
+                buffers,
+                fds,
+                deadline=self.deadline,
+                exit_fd=init_fd,
+                check=check,
+                check_every=self._cpu_check_interval,
+            )
+            killed_for = outcome.reason if outcome.reason not in ("exited", "eof") else None
+            if killed_for:
+                if self.group is not None:
+                    self.group.signal_all()  # every process at once, not only pid 1
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(init_fd, signal.SIGKILL)
         if not _wait_readable(init_fd, _EXIT_GRACE_S):
             proc.kill()  # --die-with-parent then kills pid 1
         # Everything in the sandbox is gone; what is left in the pipes is the tail.
@@ -284,6 +287,7 @@ class BwrapRun:
         """Lower the (stopped) pid 1's priority; every task of the tree inherits it."""
         try:
             os.setpriority(os.PRIO_PROCESS, pid, rl.SANDBOX_NICE)
+            os.sched_setscheduler(pid, rl.SANDBOX_POLICY, os.sched_param(0))
         except OSError as exc:
             self.nice_error = exc.strerror or str(exc)
 
@@ -327,10 +331,16 @@ class BwrapRun:
             missing.append("cgroup cpu quota (no writable cgroups here)")
         if not (self.group and self.group.cpu_accounting):
             missing.append("tree CPU total (RLIMIT_CPU per process only)")
-        if self.nice_error:
-            missing.append(f"nice {rl.SANDBOX_NICE} ({self.nice_error})")
+        elif self.watcher_error:
+            missing.append(f"real-time CPU watcher ({self.watcher_error}): may stop the tree late under load")
         else:
-            enforced.append(f"nice {rl.SANDBOX_NICE} for the whole tree (inherited; cannot be undone)")
+            enforced.append("tree CPU total read by a real-time (SCHED_FIFO) watcher")
+        if self.nice_error:
+            missing.append(f"nice {rl.SANDBOX_NICE} and SCHED_IDLE ({self.nice_error})")
+        else:
+            enforced.append(
+                f"nice {rl.SANDBOX_NICE} and SCHED_IDLE for the whole tree (inherited; cannot be undone)"
+            )
         if not self.task_cap:
             missing.append(
                 "task cap (no pids cgroup, and RLIMIT_NPROC would count all of our uid's processes)"

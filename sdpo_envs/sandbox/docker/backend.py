@@ -19,10 +19,10 @@ How a run goes:
   (:mod:`.channel`; one connection per container, no ``docker exec`` per run).
 * Per run, the supervisor writes the files into the empty ``/work/run``, forks the program
   with its own rlimits (CPU, address space, file size, no core, no raising its priority),
-  nice 10 and ``oom_score_adj`` 1000, polls the container's cgroup CPU counter to enforce
+  nice 10, SCHED_IDLE and ``oom_score_adj`` 1000, polls the container's cgroup CPU counter to enforce
   the CPU limit of the whole process tree (every 50 ms, more often near the limit; the
-  kernel's CPU quota bounds how fast the tree can get there and, with the program niced,
-  leaves the supervisor its share of that quota), enforces the wall clock and the output
+  kernel's CPU quota bounds how fast the tree can get there and, with the program at the
+  idle policy, the supervisor preempts it the moment it wakes), enforces the wall clock and the output
   caps, then kills every other process in the container, reaps them (summing their
   rusage), wipes ``/work/run``, ``/tmp``, ``/dev/shm``, POSIX message queues and SysV IPC
   objects, verifies that nothing is left, and reports. The host also keeps a wall-clock
@@ -245,6 +245,7 @@ class DockerBackend(SandboxBackend):
         # What the kernel holds the container to, as its supervisor read it (None: not started).
         quota = profile.cpus if hello is None else hello.get("cpu_quota")
         nice = 10 if hello is None else hello.get("program_nice")
+        policy = "SCHED_IDLE" if hello is None else hello.get("program_policy")
         enforced = [
             f"docker {self.engine_version} container: own pid, mount, ipc, uts and network namespaces",
             "network: none",
@@ -268,7 +269,8 @@ class DockerBackend(SandboxBackend):
         if quota:
             enforced.append(f"cgroup cpu quota {quota:g} CPU (container, whole tree)")
         if nice:
-            enforced.append(f"nice {nice} for the whole tree (inherited; RLIMIT_NICE 0, cannot be undone)")
+            how = f"nice {nice}" + (f" and {policy}" if policy else "")
+            enforced.append(f"{how} for the whole tree (inherited; RLIMIT_NICE 0, cannot be undone)")
         missing = [f"user namespace (uid {SANDBOX_UID} inside is uid {SANDBOX_UID} on the host)"]
         if not quota:
             missing.append("cgroup cpu quota (the container's cpu controller shows none)")
