@@ -6,9 +6,10 @@
    cgroups, then release it: the program and all it starts inherit all of them, with no
    race and no extra exec.
 3. stdout/stderr are read with a cap while tree CPU time and the wall clock are watched.
-   The kernel holds the tree to ``Limits.cpus`` cores (the cgroup's CPU quota), so it can
-   never take every core from this thread; the counter is read every 50 ms, and more often
-   as the tree nears ``Limits.cpu_s``, so the run stops within a few ms of CPU past it.
+   The kernel holds the tree to ``Limits.cpus`` cores (the cgroup's CPU quota), and this
+   thread watches at real-time priority (:mod:`..priority`), so busy trees cannot delay it;
+   the counter is read every 50 ms, and more often as the tree nears ``Limits.cpu_s``, so
+   the run stops within a few ms of CPU past it.
    pid 1 exits only after the kernel has killed the rest of its pid namespace, so once it
    is gone nothing of the run survives; killing it is how a run is stopped early.
 """
