@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models.compact import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
+from .teacher_storage import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 

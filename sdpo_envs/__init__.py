@@ -1,15 +1,10 @@
 """sdpo_envs: Gymnasium-style verifiable text environments with rich feedback."""
 
-from .adapters import (
-    EnvRewardFunction,
-    add_privileged_context,
-    as_reward_func,
-    make_env_factory,
-    make_vector_env,
-)
 from .core import Messages, TextEnv, Turn
+from .env_factory import make_env_factory, make_vector_env
 from .feedback import VERDICTS, Feedback, Verdict, bound_text
 from .registry import ENTRY_POINT_GROUP, discover_plugins, loaded_plugins, register, registered_envs
+from .reward_functions import EnvRewardFunction, add_privileged_context, as_reward_func
 from .spaces import TextSpace
 from .tasks import ProceduralTaskSource, RowsTaskSource, TaskSource, load_tasks, read_jsonl
 from .vector import batch_step, rollout_batch

@@ -1,7 +1,8 @@
 """The layout's promises, checked on the source: imports run one way, no cycles, small modules.
 
 Layers of ``sdpo_agent`` (a package may import only from lower ranks or itself):
-cli -> jobs -> trainers -> (rollout, reprompt, teacher, losses, rewards) -> config -> models.
+cli -> jobs -> trainers -> (rollout, reprompt, teacher, losses, rewards) -> (config, teacher_storage)
+-> models.
 ``sdpo_envs`` and ``environments`` never import ``sdpo_agent``; ``sdpo_envs`` finds
 ``environments`` through entry points, never by import.
 """
@@ -23,6 +24,7 @@ AGENT_RANKS = {
     "rollout": 3,
     "reprompt": 3,
     "teacher": 3,
+    "teacher_storage": 2,
     "losses": 3,
     "rewards": 3,
     "config": 2,

@@ -13,7 +13,7 @@ MODULES = [
     "sdpo_envs.spaces",
     "sdpo_envs.feedback",
     "sdpo_envs.registry",
-    "sdpo_envs.sandbox.select",
+    "sdpo_envs.sandbox.registry",
     "sdpo_envs.tags",
     "sdpo_agent.config",
     "sdpo_agent.trainers.sdpo",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import EXEC_STATUSES, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
-from .select import available_backends, get_backend, run_python
+from .registry import available_backends, get_backend, run_python
 
 __all__ = [
     "EXEC_STATUSES",

@@ -31,9 +31,9 @@ from sdpo_envs import make_env_factory
 from ...models.resolve import resolve_model
 from .baselines import run_best_of_k, run_retries
 from .curves import discovery_curves
+from .per_question_sdpo import run_sdpo
 from .report import write_report
 from .spec import METHODS, DiscoverySpec, UnitResult
-from .test_time_sdpo import run_sdpo
 
 
 def resolve_tasks(env: Any, tokens: Sequence[str]) -> list[tuple[int, str]]:

@@ -25,10 +25,10 @@ from functools import partial
 from .. import identity
 from ..base import ExecResult, Isolation, Limits, SandboxBackend, SandboxUnavailable
 from ..files import as_bytes, normalize_files
-from . import setup as bwrap_setup
+from . import host as bwrap_host
 from . import site_check, slots
+from .host import SANDBOX_PATH
 from .run import BwrapRun, SetupFailed
-from .setup import SANDBOX_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ class BwrapBackend(SandboxBackend):
         reason = self.probe()
         if reason is not None:
             raise SandboxUnavailable(reason)
-        self._python, _prefix = bwrap_setup.sandbox_python()
+        self._python, _prefix = bwrap_host.sandbox_python()
         slot_netns = not fresh_netns and identity.can_use_netns()
-        bwrap = bwrap_setup.find_bwrap() or "bwrap"
-        self._static_args = bwrap_setup.static_args(bwrap, share_net=slot_netns, mount_proc=mount_proc)
+        bwrap = bwrap_host.find_bwrap() or "bwrap"
+        self._static_args = bwrap_host.static_args(bwrap, share_net=slot_netns, mount_proc=mount_proc)
         self._skip_site = skip_site
         factory = partial(slots.new_slot, switch_uid=identity.can_switch_credentials(), netns=slot_netns)
         self._pool = slots.SlotPool(factory)
@@ -65,7 +65,7 @@ class BwrapBackend(SandboxBackend):
     def probe(cls) -> str | None:
         with _probe_lock:
             if not _probe_cache:
-                _probe_cache.append(bwrap_setup.probe())
+                _probe_cache.append(bwrap_host.probe())
             return _probe_cache[0]
 
     @property

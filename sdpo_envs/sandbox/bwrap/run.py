@@ -35,7 +35,7 @@ from ..capture import CappedBuffer, classify, pump
 from ..files import parent_dirs
 from ..priority import realtime_watcher
 from . import cgroups
-from .setup import SANDBOX_PATH, SCRATCH
+from .host import SANDBOX_PATH, SCRATCH
 from .slots import Slot
 
 _SETUP_TIMEOUT_S = 10.0
