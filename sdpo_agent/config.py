@@ -39,6 +39,12 @@ def check_field_names(config_class: type, names: Iterable[str]) -> None:
         raise ValueError(f"{config_class.__name__} has no field {name!r}{hint}")
 
 
+def _resolved(value: int | None, name: str) -> int:
+    if value is None:
+        raise ValueError(f"{name} is unset: RolloutConfig.__post_init__ resolves it")
+    return value
+
+
 def _raise_first_failure(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
@@ -182,7 +188,7 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
     remove_unused_columns: bool = False
     gradient_checkpointing: bool = True
     logging_steps: float = 10
-    bf16: bool | None = None
+    bf16: bool | None = None  # type: ignore[assignment]  # None: resolved at construction
     trackio_space_id: str | None = "trackio"
     # Kept from the reference signature although transformers 5 dropped them.
     warmup_ratio: float | None = None
@@ -285,7 +291,7 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
                 f"diagnostics_flat_tolerance must be >= 0, got {self.diagnostics_flat_tolerance}",
             ),
             (
-                self.generation_batch_size % self.num_generations == 0,
+                self.resolved_generation_batch_size % self.num_generations == 0,
                 f"generation_batch_size ({self.generation_batch_size}, from per_device_train_batch_size "
                 f"* world_size * steps_per_generation) must be divisible by num_generations ({self.num_generations})",
             ),
@@ -303,9 +309,20 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
         self._validate_sampling_fields()
 
     @property
+    def resolved_steps_per_generation(self) -> int:
+        """``steps_per_generation`` as construction resolved it (never None afterwards)."""
+        return _resolved(self.steps_per_generation, "steps_per_generation")
+
+    @property
+    def resolved_generation_batch_size(self) -> int:
+        """``generation_batch_size`` as construction resolved it (never None afterwards)."""
+        return _resolved(self.generation_batch_size, "generation_batch_size")
+
+    @property
     def old_logps_needed(self) -> bool:
         """Old log-probs exist only when a generation batch outlives one optimizer step."""
-        return self.gradient_accumulation_steps % (self.steps_per_generation * self.num_iterations) != 0
+        generate_every = self.resolved_steps_per_generation * self.num_iterations
+        return self.gradient_accumulation_steps % generate_every != 0
 
 
 @dataclass

@@ -410,12 +410,12 @@ def policy_loss_on_rows(
     they are. ``ref_per_token_logps`` covers the computed rows too.
     """
 
-    def pick(t: Tensor | None) -> Tensor | None:
-        return t if rows is None or t is None else t[rows]
+    def pick(t: Tensor) -> Tensor:
+        return t if rows is None else t[rows]
 
     per_token, _ = policy_loss(
         selective_log_softmax(logits, pick(completion_ids)),
-        pick(old_per_token_logps),
+        None if old_per_token_logps is None else pick(old_per_token_logps),
         pick(advantages),
         pick(mask),
         epsilon=epsilon,

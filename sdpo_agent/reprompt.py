@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -247,6 +247,15 @@ def _tokenize_prompts(
     return ids  # type: ignore[return-value]
 
 
+class TeacherTokens(NamedTuple):
+    """The teacher's input: ``input_ids`` [B, P + T] (long), ``attention_mask`` [B, P + T] (the
+    completion mask's dtype) and ``prompt_length`` P (the column where the completion starts)."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    prompt_length: int
+
+
 def tokenize_teacher_prompts(
     teacher_prompts: Sequence[Prompt],
     completion_ids: Tensor,
@@ -255,7 +264,7 @@ def tokenize_teacher_prompts(
     *,
     max_reprompt_len: int,
     chat_template_kwargs: dict | None = None,
-) -> dict[str, Tensor | int]:
+) -> TeacherTokens:
     """Teacher input = [left-padded teacher prompt ‖ the student's completion tokens].
 
     Each teacher prompt keeps its last `max_reprompt_len` tokens (left truncation), is
@@ -263,8 +272,7 @@ def tokenize_teacher_prompts(
     longest, and is followed by the unchanged completion block, so row t of the teacher's
     completion logits lines up with the student's.
 
-    Returns teacher_input_ids [B, P + T] (long), teacher_attention_mask [B, P + T]
-    (completion_mask's dtype) and teacher_prompt_length P (the completion start column).
+    Returns the ``TeacherTokens``: ids, attention mask and P (the completion start column).
     """
     if max_reprompt_len <= 0:
         raise ValueError(f"max_reprompt_len must be > 0, got {max_reprompt_len}")
@@ -282,8 +290,8 @@ def tokenize_teacher_prompts(
         if row:
             prompt_ids[b, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             prompt_mask[b, width - len(row) :] = 1
-    return {
-        "teacher_input_ids": torch.cat([prompt_ids.to(device), completion_ids.long()], dim=1),
-        "teacher_attention_mask": torch.cat([prompt_mask.to(device), completion_mask], dim=1),
-        "teacher_prompt_length": width,
-    }
+    return TeacherTokens(
+        input_ids=torch.cat([prompt_ids.to(device), completion_ids.long()], dim=1),
+        attention_mask=torch.cat([prompt_mask.to(device), completion_mask], dim=1),
+        prompt_length=width,
+    )

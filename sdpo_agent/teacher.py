@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,6 +25,9 @@ from torch import nn
 from .teacher_storage import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
+
+Forward = Callable[[nn.Module], torch.Tensor]
+"""``forward(model) -> logits`` on the teacher context."""
 
 
 def frozen_copy(model: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
@@ -78,9 +82,9 @@ class Teacher:
         self.compact = CompactWeights(self.model, dtype, seed=seed, initial=initial)
 
     @torch.no_grad()
-    def logits(self, forward, student: nn.Module) -> torch.Tensor:
+    def logits(self, forward: Forward, student: nn.Module) -> torch.Tensor:
         """``forward(model) -> logits`` on the teacher context, evaluated by the right weights."""
-        if self.mode == "none":
+        if self.model is None:  # mode "none": the student itself
             return self._run(forward, student).detach()
         teacher_logits = self._run(forward, self.model)
         if self.mode == "ema":
@@ -90,7 +94,7 @@ class Teacher:
             teacher_logits.to(current.dtype), current, self.update_rate
         )  # (1 − λ)·z_init + λ·z_cur
 
-    def _run(self, forward, model: nn.Module) -> torch.Tensor:
+    def _run(self, forward: Forward, model: nn.Module) -> torch.Tensor:
         if self.compute_dtype is None:
             return forward(model)
         device_type = next(model.parameters()).device.type
@@ -99,19 +103,20 @@ class Teacher:
 
     @torch.no_grad()
     def after_optimizer_step(self, student: nn.Module) -> None:
-        if self.mode != "ema" or self.update_rate == 0.0:
+        if self.mode != "ema" or self.update_rate == 0.0 or self.model is None:
             return
         teacher_params = list(self.model.parameters())
         student_params = [p.detach() for p in student.parameters()]
         if len(teacher_params) != len(student_params):
             raise RuntimeError("teacher and student parameter lists differ; cannot apply the EMA update")
-        compact = self.compact.compact if self.compact is not None else {}
+        stored = self.compact
+        compact = stored.compact if stored is not None else {}
         full = [(t, s) for t, s in zip(teacher_params, student_params) if t not in compact]
         if full:
             torch._foreach_lerp_([t for t, _ in full], [s.to(t.dtype) for t, s in full], self.update_rate)
         for teacher_param, student_param in zip(teacher_params, student_params):
-            if teacher_param in compact:
-                self.compact.lerp_(teacher_param, student_param, self.update_rate)
+            if stored is not None and teacher_param in compact:
+                stored.lerp_(teacher_param, student_param, self.update_rate)
 
     def to(self, device: Any) -> Teacher:
         if self.compact is not None:
@@ -124,9 +129,9 @@ class Teacher:
         """The teacher's weights by name in their compute dtype (tied weights once)."""
         if self.model is None:
             return {}
-        compact = self.compact.compact if self.compact is not None else {}
+        stored = self.compact
         return {
-            name: (self.compact.full(p) if p in compact else p.detach()).contiguous()
+            name: (stored.full(p) if stored is not None and p in stored.compact else p.detach()).contiguous()
             for name, p in self.model.named_parameters()
         }
 
@@ -148,11 +153,11 @@ class Teacher:
             raise RuntimeError(
                 f"{path}: teacher weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
-        compact = self.compact.compact if self.compact is not None else {}
+        stored = self.compact
         with torch.no_grad():
             for name, param in params.items():
-                if param in compact:
-                    self.compact.assign(param, state[name])
+                if stored is not None and param in stored.compact:
+                    stored.assign(param, state[name])
                 else:
                     param.copy_(state[name])
         return True

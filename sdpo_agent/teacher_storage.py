@@ -18,6 +18,9 @@ rounding keeps each stored value an unbiased estimate of the float32 EMA.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -115,8 +118,8 @@ class CompactWeights:
     def _release(self, param: nn.Parameter, device: torch.device) -> None:
         param.data = stand_in(param, self.compute_dtype[param], device)
 
-    def _materialise_hook(self, params: list[nn.Parameter], linear: bool):
-        def hook(module, args):
+    def _materialise_hook(self, params: list[nn.Parameter], linear: bool) -> Callable[[nn.Module, Any], None]:
+        def hook(module: nn.Module, args: Any) -> None:
             # Under autocast to the storage dtype a linear layer would cast its weight straight
             # back: hand it the stored tensor (the same product, no copies).
             device = params[0].device.type
@@ -130,8 +133,8 @@ class CompactWeights:
 
         return hook
 
-    def _release_hook(self, params: list[nn.Parameter]):
-        def hook(module, args, output):
+    def _release_hook(self, params: list[nn.Parameter]) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
             for param in params:
                 self._release(param, param.device)
 

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 from sdpo_agent.losses import policy_loss_on_rows, rows_with_policy_gradient
+from sdpo_agent.rollout.batching import RolloutBatch
 from sdpo_agent.rollout.generation import left_pad
 from sdpo_agent.trainers.policy_logits import completion_logits, sampled_token_log_probs, student_logits
 
@@ -28,7 +29,7 @@ def model():
     return AutoModelForCausalLM.from_config(config).float().eval()
 
 
-def grouped_batch(vocab: int = 97, pad: int = 0, completion_length: int = 7) -> dict:
+def grouped_batch(vocab: int = 97, pad: int = 0, completion_length: int = 7) -> RolloutBatch:
     """Three prompts (one left-padded shorter), each three times; one completion ends early."""
     generator = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (6, 9, 9)]
@@ -37,20 +38,23 @@ def grouped_batch(vocab: int = 97, pad: int = 0, completion_length: int = 7) -> 
     completions = torch.randint(3, vocab, (len(rows), completion_length), generator=generator)
     completion_mask = torch.ones_like(completions)
     completions[4, -2:], completion_mask[4, -2:] = pad, 0
-    return {
-        "prompt_ids": prompt_ids,
-        "prompt_mask": prompt_mask,
-        "completion_ids": completions,
-        "completion_attention_mask": completion_mask,
-    }
+    return RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=completions,
+        completion_attention_mask=completion_mask,
+        completion_mask=completion_mask,
+        advantages=torch.zeros(len(rows)),
+        valid=torch.ones(len(rows)),
+    )
 
 
-def reference_logits(model, batch: dict) -> torch.Tensor:
+def reference_logits(model, batch: RolloutBatch) -> torch.Tensor:
     """Each row alone, unpadded: what the logits of its completion tokens must be."""
     out = []
-    for i in range(batch["prompt_ids"].shape[0]):
-        prompt = batch["prompt_ids"][i][batch["prompt_mask"][i].bool()]
-        ids = torch.cat([prompt, batch["completion_ids"][i]]).unsqueeze(0)
+    for i in range(batch.prompt_ids.shape[0]):
+        prompt = batch.prompt_ids[i][batch.prompt_mask[i].bool()]
+        ids = torch.cat([prompt, batch.completion_ids[i]]).unsqueeze(0)
         logits = model(input_ids=ids, use_cache=False).logits[0]
         out.append(logits[len(prompt) - 1 : -1])
     return torch.stack(out)
@@ -60,7 +64,7 @@ def test_completion_logits_are_each_rows_own_forward(model):
     batch = grouped_batch()
     want = reference_logits(model, batch) / 0.7
     got = student_logits(model, batch, 0.7)
-    real = batch["completion_attention_mask"].bool()
+    real = batch.completion_attention_mask.bool()
     torch.testing.assert_close(got[real], want.detach()[real], atol=1e-5, rtol=1e-4)
     assert got.requires_grad
 
@@ -72,19 +76,19 @@ def test_selected_rows_and_chunked_log_probs_agree_with_the_whole_batch(model):
         rows = torch.tensor([1, 4, 8])
         torch.testing.assert_close(student_logits(model, batch, 1.0, rows), whole[rows], atol=1e-5, rtol=1e-4)
     logps = sampled_token_log_probs(model, batch, 1.0, chunk_rows=2)
-    want = torch.log_softmax(whole, -1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    want = torch.log_softmax(whole, -1).gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(logps, want, atol=1e-5, rtol=1e-4)
 
 
 def test_completion_logits_gradients_match_the_reference(model):
     batch = grouped_batch()
-    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
-    mask = torch.cat([batch["prompt_mask"], batch["completion_attention_mask"]], 1)
+    ids = torch.cat([batch.prompt_ids, batch.completion_ids], 1)
+    mask = torch.cat([batch.prompt_mask, batch.completion_attention_mask], 1)
     # Positions after a completion's end are masked out of every loss, and are not the same logits.
-    weights = torch.randn(ids.shape[0], batch["completion_ids"].shape[1], 97)
-    weights *= batch["completion_attention_mask"].unsqueeze(-1)
+    weights = torch.randn(ids.shape[0], batch.completion_ids.shape[1], 97)
+    weights *= batch.completion_attention_mask.unsqueeze(-1)
     model.zero_grad()
-    (completion_logits(model, ids, mask, batch["completion_ids"].shape[1]) * weights).sum().backward()
+    (completion_logits(model, ids, mask, batch.completion_ids.shape[1]) * weights).sum().backward()
     ours = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     (reference_logits(model, batch) * weights).sum().backward()

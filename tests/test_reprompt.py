@@ -354,14 +354,14 @@ def test_text_prompts_get_default_special_tokens_and_left_padding():
     tok = make_tokenizer()
     cids, cmask = completions_block()
     out = tokenize_teacher_prompts(["a b c", "a"], cids, cmask, tok, max_reprompt_len=100)
-    assert out["teacher_prompt_length"] == 4
-    assert out["teacher_input_ids"].tolist() == [
+    assert out.prompt_length == 4
+    assert out.input_ids.tolist() == [
         ids("<bos> a b c") + ids("d e <pad>"),
         ids("<pad> <pad> <bos> a") + ids("e e d"),
     ]
-    assert out["teacher_attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1]]
-    assert out["teacher_input_ids"].dtype == torch.long
-    assert out["teacher_attention_mask"].dtype == cmask.dtype
+    assert out.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1]]
+    assert out.input_ids.dtype == torch.long
+    assert out.attention_mask.dtype == cmask.dtype
 
 
 def test_chat_prompts_use_the_template_with_a_generation_prompt():
@@ -374,12 +374,12 @@ def test_chat_prompts_use_the_template_with_a_generation_prompt():
     out = tokenize_teacher_prompts(chats, cids, cmask, tok, max_reprompt_len=100)
     first = ids("<system> a <user> b c <assistant>")
     second = ids("<user> d <assistant>")
-    width = out["teacher_prompt_length"]
+    width = out.prompt_length
     assert width == len(first)
-    assert out["teacher_input_ids"][0, :width].tolist() == first  # no <bos>: the template is the whole prompt
-    assert out["teacher_input_ids"][1, :width].tolist() == [ID["<pad>"]] * (width - len(second)) + second
-    assert torch.equal(out["teacher_input_ids"][:, width:], cids)
-    assert torch.equal(out["teacher_attention_mask"][:, width:], cmask)
+    assert out.input_ids[0, :width].tolist() == first  # no <bos>: the template is the whole prompt
+    assert out.input_ids[1, :width].tolist() == [ID["<pad>"]] * (width - len(second)) + second
+    assert torch.equal(out.input_ids[:, width:], cids)
+    assert torch.equal(out.attention_mask[:, width:], cmask)
 
 
 def test_chat_template_kwargs_are_passed_through():
@@ -389,18 +389,16 @@ def test_chat_template_kwargs_are_passed_through():
     out = tokenize_teacher_prompts(
         chats, cids, cmask, tok, max_reprompt_len=100, chat_template_kwargs={"enable_thinking": True}
     )
-    assert out["teacher_input_ids"][0, : out["teacher_prompt_length"]].tolist() == ids(
-        "<user> a <assistant> <think>"
-    )
+    assert out.input_ids[0, : out.prompt_length].tolist() == ids("<user> a <assistant> <think>")
 
 
 def test_left_truncation_keeps_the_last_tokens():
     tok = make_tokenizer()
     cids, cmask = completions_block()
     out = tokenize_teacher_prompts(["a b c d e", "a b"], cids, cmask, tok, max_reprompt_len=3)
-    assert out["teacher_prompt_length"] == 3
-    assert out["teacher_input_ids"][:, :3].tolist() == [ids("c d e"), ids("<bos> a b")]
-    assert out["teacher_attention_mask"][:, :3].tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert out.prompt_length == 3
+    assert out.input_ids[:, :3].tolist() == [ids("c d e"), ids("<bos> a b")]
+    assert out.attention_mask[:, :3].tolist() == [[1, 1, 1], [1, 1, 1]]
 
 
 def test_mixed_text_and_chat_batch_keeps_order():
@@ -409,9 +407,9 @@ def test_mixed_text_and_chat_batch_keeps_order():
     out = tokenize_teacher_prompts(
         [[{"role": "user", "content": "a"}], "b"], cids, cmask, tok, max_reprompt_len=100
     )
-    width = out["teacher_prompt_length"]
-    assert out["teacher_input_ids"][0, :width].tolist() == ids("<user> a <assistant>")
-    assert out["teacher_input_ids"][1, :width].tolist() == ids("<pad> <bos> b")
+    width = out.prompt_length
+    assert out.input_ids[0, :width].tolist() == ids("<user> a <assistant>")
+    assert out.input_ids[1, :width].tolist() == ids("<pad> <bos> b")
 
 
 def test_eos_pads_when_there_is_no_pad_token():
@@ -419,8 +417,8 @@ def test_eos_pads_when_there_is_no_pad_token():
     assert tok.pad_token_id is None
     cids, cmask = completions_block()
     out = tokenize_teacher_prompts(["a b", "a"], cids, cmask, tok, max_reprompt_len=100)
-    assert out["teacher_input_ids"][1, 0].item() == ID["<eos>"]
-    assert out["teacher_attention_mask"][1, 0].item() == 0
+    assert out.input_ids[1, 0].item() == ID["<eos>"]
+    assert out.attention_mask[1, 0].item() == 0
 
 
 def test_tokenize_validates_arguments():
@@ -443,7 +441,7 @@ def test_end_to_end_reprompt_then_tokenise():
     )
     cids, cmask = completions_block()
     out = tokenize_teacher_prompts(teacher, cids, cmask, tok, max_reprompt_len=100)
-    width = out["teacher_prompt_length"]
+    width = out.prompt_length
     assert mask == [1.0, 0.0]
-    assert out["teacher_input_ids"][0, :width].tolist() == ids("<user> a d e <assistant>")
-    assert out["teacher_input_ids"][1, :width].tolist() == ids("<pad> <pad> <user> a <assistant>")
+    assert out.input_ids[0, :width].tolist() == ids("<user> a d e <assistant>")
+    assert out.input_ids[1, :width].tolist() == ids("<pad> <pad> <user> a <assistant>")

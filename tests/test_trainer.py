@@ -268,9 +268,9 @@ def test_broken_env_does_not_stop_training_and_is_excluded(tmp_path):
     args = GRPOConfig(output_dir=str(tmp_path), max_steps=2, judge_timeout_s=1.0, **FAST)
     trainer = GRPOTrainer(model=model, args=args, env=lambda: FlakyEnv(), processing_class=tokenizer)
     batch = trainer.build_batch([{"task_index": 0}] * 4 + [{"task_index": 1}] * 4, "train")
-    errors = torch.tensor([1.0 - v for v in batch["valid"].tolist()])
+    errors = torch.tensor([1.0 - v for v in batch.valid.tolist()])
     assert errors.sum() > 0, "with 8 random lengths some rollouts should hit a failure mode"
-    assert torch.all(batch["advantages"][errors.bool()] == 0)
+    assert torch.all(batch.advantages[errors.bool()] == 0)
     trainer.train()
     rates = [e["judge_error_rate"] for e in trainer.state.log_history if "judge_error_rate" in e]
     assert rates and max(rates) > 0
@@ -294,7 +294,7 @@ def test_multi_turn_rollouts_are_token_exact_with_env_tokens_masked(tmp_path):
         return out
 
     trainer.generator.generate = recording
-    _, rollouts = trainer.rollout([{"task_index": 3}] * 4)
+    rollouts = trainer.rollout([{"task_index": 3}] * 4, "train").rollouts
     for rollout in rollouts:
         mask = rollout.completion_mask
         first_turn = rollout.completion_ids[: mask.index(0)] if 0 in mask else rollout.completion_ids
@@ -400,7 +400,7 @@ def test_sdpo_on_multi_turn_tool_use_env(tmp_path):
     )
     trainer.generator = OracleToolGenerator(tokenizer, {r["question"]: r for r in rows})
     trainer.agent.generator = trainer.generator
-    _, rollouts = trainer.rollout([rows[0]] * 4)
+    rollouts = trainer.rollout([rows[0]] * 4, "train").rollouts
     assert [r.feedback.success for r in rollouts] == [True, False, True, False]
     multi = rollouts[0]
     assert multi.turns >= 2 and 0 in multi.completion_mask
@@ -421,7 +421,7 @@ def test_a_groups_repeated_prompt_is_rendered_once(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.agent, "run", lambda ids, contexts: sent.append(ids) or [])
     data = chat_dataset()
     rows = [data[i] for i in (0, 0, 0, 1, 1, 0)]
-    trainer.rollout(rows)
+    trainer.rollout(rows, "train")
     assert rendered == [rows[0]["prompt"], rows[3]["prompt"], rows[5]["prompt"]]
     assert sent[0] == [render(row["prompt"], None) for row in rows]
     assert sent[0][0] is not sent[0][1]  # every row owns its list
@@ -434,31 +434,34 @@ def test_each_step_of_the_pipeline_runs_alone(tmp_path):
     trainer = SDPOTrainer(model=model, args=args, env=lambda: ParityEnv(), processing_class=tokenizer)
     rows = [{"task_index": 3}] * 4  # one group of G = 4 on task 3
 
-    prompts, rollouts = trainer.rollout(rows)
+    generation = trainer.rollout(rows, "train")
+    rollouts, prompts = generation.rollouts, generation.prompts
     assert len(rollouts) == 4 and all(p == prompts[0] for p in prompts)
     assert all(r.feedback is not None and 1 <= len(r.completion_ids) <= 12 for r in rollouts)
+    assert generation.completions == [
+        tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts
+    ]
+    assert generation.process_rows == slice(0, 4)  # one process: all the gathered rows are its own
 
-    texts = [tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts]
-    advantages, valid, rewards = trainer.reward(rows, prompts, texts, rollouts, "train")
-    assert rewards == [r.env_reward for r in rollouts] and valid.all()
-    assert abs(float(advantages.sum())) < 1e-5  # group-centred
+    scores = trainer.reward(generation)
+    rewards = scores.rewards
+    assert rewards == [r.env_reward for r in rollouts] and scores.valid.all()
+    assert abs(float(scores.advantages.sum())) < 1e-5  # group-centred
 
     batch = build_tensors(
         rollouts,
+        scores,
         pad_id=tokenizer.pad_token_id,
         eos_ids=trainer.eos_token_ids,
         mask_truncated=False,
         device="cpu",
     )
-    batch["advantages"], batch["valid"] = advantages, valid.float()
-    trainer.extend_batch(
-        batch, "train", rows=rows, prompts=prompts, completions=texts, rewards=rewards, rollouts=rollouts
-    )
+    assert batch.teacher is None
+    batch = trainer.extend_batch(batch, generation, scores)
+    teacher = batch.require_teacher()
     failed = [i for i, r in enumerate(rewards) if r == 0.0]
-    assert batch["self_distillation_mask"][failed].tolist() == [1.0] * len(failed)  # feedback for each
-    teacher_text = (
-        tokenizer.decode(batch["teacher_input_ids"][failed[0]], skip_special_tokens=True) if failed else ""
-    )
+    assert teacher.self_distillation_mask[failed].tolist() == [1.0] * len(failed)  # feedback for each
+    teacher_text = tokenizer.decode(teacher.input_ids[failed[0]], skip_special_tokens=True) if failed else ""
     assert not failed or "odd length" in teacher_text
 
     trainer.current_gradient_accumulation_steps = 1  # what Trainer's loop sets before each step

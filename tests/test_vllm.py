@@ -200,7 +200,7 @@ def test_multi_turn_episodes_are_token_exact_with_env_tokens_masked(tmp_path, ti
         tokenizer("Call it.", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
     )
     calls = record_calls(trainer)
-    _, rollouts = trainer.rollout([{"task_index": 3}] * 4)
+    rollouts = trainer.rollout([{"task_index": 3}] * 4, "train").rollouts
     assert_token_exact(rollouts, calls)
     two_turn = [r for r in rollouts if r.turns == 2]
     assert two_turn, "the tiny model's first answers all ran out of budget"
@@ -289,7 +289,7 @@ def test_a_tool_use_episode_round_trips_token_exact(tmp_path, tiny):
     ]
     memorise(trainer.model, prompt, call)  # greedy decoding now emits the oracle's first tool call
     calls = record_calls(trainer)
-    _, rollouts = trainer.rollout([row] * 2)
+    rollouts = trainer.rollout([row] * 2, "train").rollouts
     first = rollouts[0]
     assert first.completion_ids[: len(call)] == call
     assert first.turns >= 2 and 0 in first.completion_mask

@@ -19,6 +19,10 @@ from ..config import SamplingSettings
 class GenerationBackend(Protocol):
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]: ...
 
+    def start(self) -> None:
+        """Acquire what sampling needs (build the engine, connect to the server) now, so a
+        backend that cannot start fails the trainer's construction, not its first step."""
+
     def close(self) -> None:
         """Free what the backend holds beyond the policy (an engine, its KV cache)."""
 
@@ -92,6 +96,9 @@ class TransformersGenerator:
             **(args.generation_kwargs or {}),
         )
 
+    def start(self) -> None:
+        """Nothing to start: it samples with the training model itself."""
+
     def close(self) -> None:
         """Nothing to free: it samples with the training model itself."""
 
@@ -111,11 +118,14 @@ class TransformersGenerator:
         finally:
             model.train(was_training)
 
-    def _generate_chunk(self, model, prompt_ids, max_new_tokens):
+    def _generate_chunk(
+        self, model: torch.nn.Module, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int
+    ) -> list[list[int]]:
         device = next(model.parameters()).device
         ids, mask = left_pad(prompt_ids, self.tokenizer.pad_token_id, device)
         config = copy.copy(self.config)
         config.max_new_tokens = max_new_tokens
-        sequences = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        new_tokens = sequences[:, ids.shape[1] :].tolist()
+        language_model: Any = model  # a transformers model, whose generate() returns the ids here
+        sequences = language_model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        new_tokens: list[list[int]] = sequences[:, ids.shape[1] :].tolist()
         return [cut_after_eos(row, self.eos_ids) for row in new_tokens]

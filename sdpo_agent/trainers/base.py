@@ -1,30 +1,33 @@
 """``RolloutTrainer``: the shared online-RL plumbing on top of ``transformers.Trainer``.
 
-Each generation batch goes through named steps — :meth:`rollout` (agent loop), :meth:`reward`
-(rewards, validity, advantages), then algorithm-specific :meth:`extend_batch` (SDPO builds
-the teacher context) — and is split into ``steps_per_generation`` micro-batches. The loss is
-the subclass's :meth:`compute_loss`.
+Each generation batch goes through named steps — :meth:`rollout` (agent loop: a
+``GenerationResult``), :meth:`reward` (``Scores``: rewards, validity, advantages), the padded
+``RolloutBatch``, then algorithm-specific :meth:`extend_batch` (SDPO adds the teacher context) —
+and is split into ``steps_per_generation`` micro-batches. The loss is the subclass's
+:meth:`compute_loss`, which reads the ``RolloutBatch`` of its micro-batch.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence, Sized
 from typing import Any
 
 import datasets
 import torch
-from transformers import Trainer, TrainerCallback
+from torch.utils.data import DataLoader, Dataset
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sdpo_envs import make_env_factory
 
 from ..config import RolloutConfig
 from ..losses import policy_loss_on_rows
 from ..models.loading import prepare_model_and_tokenizer
-from ..rewards import group_advantages, load_reward_funcs, score
+from ..rewards import RewardBatch, group_advantages, load_reward_funcs, score
 from ..rollout.agent_loop import AgentLoop, EpisodeContext, Rollout
 from ..rollout.backends import build_generator
-from ..rollout.batching import build_tensors, split_batch
+from ..rollout.batching import GenerationResult, Prompt, RolloutBatch, Row, Scores, build_tensors
 from ..rollout.prompt_sampler import RepeatSampler
 from ..rollout.task_rows import TASK_INDEX, env_task_dataset, reset_options
 from .diagnostics import Diagnostics
@@ -36,7 +39,20 @@ logger = logging.getLogger(__name__)
 def zero_loss(model: torch.nn.Module) -> torch.Tensor:
     """0, attached to every trainable parameter, so a micro-batch with nothing to learn
     still runs a backward that DDP's gradient sync can follow."""
-    return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+    terms = [p.sum() * 0.0 for p in model.parameters() if p.requires_grad]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def _keep_rows(features: list[Row]) -> list[Row]:
+    """The data collator: a generation batch stays a list of dataset rows until the rollout."""
+    return features
+
+
+def _sized(dataset: object, name: str) -> Sized:
+    """``dataset``, which the group sampler must be able to count."""
+    if not isinstance(dataset, Sized):
+        raise ValueError(f"{name} must have a length (a map-style dataset), got {type(dataset).__name__}")
+    return dataset
 
 
 class _TeacherStepCallback(TrainerCallback):
@@ -45,13 +61,17 @@ class _TeacherStepCallback(TrainerCallback):
     def __init__(self, trainer: RolloutTrainer) -> None:
         self.trainer = trainer
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.trainer.after_optimizer_step()
 
 
 class RolloutTrainer(Trainer):
     config_class: type[RolloutConfig] = RolloutConfig
     algorithm = "rollout"
+    args: RolloutConfig
+    model: torch.nn.Module
 
     def __init__(
         self,
@@ -63,7 +83,7 @@ class RolloutTrainer(Trainer):
         processing_class: Any = None,
         reward_processing_classes: Any = None,
         callbacks: list[TrainerCallback] | None = None,
-        optimizers: tuple = (None, None),
+        optimizers: tuple[Any, Any] = (None, None),
         peft_config: Any = None,
         env: Any = None,
     ) -> None:
@@ -86,7 +106,7 @@ class RolloutTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=lambda features: features,
+            data_collator=_keep_rows,  # type: ignore[arg-type]  # the rows reach _prepare_inputs as they are
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
@@ -103,10 +123,9 @@ class RolloutTrainer(Trainer):
             self.eos_token_ids,
             version_getter=lambda: self.state.global_step,
             seed=args.seed + self.accelerator.process_index,
-            max_num_seqs=args.per_device_train_batch_size * args.steps_per_generation,
+            max_num_seqs=args.per_device_train_batch_size * args.resolved_steps_per_generation,
         )
-        if args.use_vllm:
-            self.generator.start()
+        self.generator.start()
         self.agent = AgentLoop(
             self.generator,
             tokenizer,
@@ -123,7 +142,7 @@ class RolloutTrainer(Trainer):
             "eval": defaultdict(list),
         }
         self._step = 0
-        self._buffered_inputs: list[dict[str, Any]] | None = None
+        self._buffered_inputs: list[RolloutBatch] | None = None
         self.diagnostics = Diagnostics(args.diagnostics_warning_interval, args.diagnostics_flat_tolerance)
         self.add_callback(_TeacherStepCallback(self))
 
@@ -138,32 +157,34 @@ class RolloutTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
-            self._signature_columns = ["prompt", "privileged_context", TASK_INDEX]
+            self._signature_columns = ["prompt", "privileged_context", TASK_INDEX]  # type: ignore[assignment]
 
-    def get_train_dataloader(self):
+    def get_train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise ValueError("training needs a train_dataset (or env=... to draw tasks from)")
         return self._get_dataloader(
             self.train_dataset,
             description="training",
-            batch_size=self._train_batch_size * self.args.steps_per_generation,
+            batch_size=self._train_batch_size * self.args.resolved_steps_per_generation,
             sampler_fn=self._get_train_sampler,
             is_training=True,
         )
 
-    def _get_train_sampler(self, dataset=None):
+    def _get_train_sampler(self, dataset: Dataset | None = None) -> RepeatSampler:
         return RepeatSampler(
-            dataset if dataset is not None else self.train_dataset,
+            _sized(dataset if dataset is not None else self.train_dataset, "train_dataset"),
             mini_repeat_count=self.args.num_generations,
-            batch_size=self.args.generation_batch_size // self.args.num_generations,
-            repeat_count=self.args.num_iterations * self.args.steps_per_generation,
+            batch_size=self.args.resolved_generation_batch_size // self.args.num_generations,
+            repeat_count=self.args.num_iterations * self.args.resolved_steps_per_generation,
             shuffle=self.args.shuffle_dataset,
             seed=self.args.seed,
         )
 
-    def _get_eval_sampler(self, eval_dataset):
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> RepeatSampler:
         return RepeatSampler(
-            eval_dataset, mini_repeat_count=self._num_generations("eval"), seed=self.args.seed
+            _sized(eval_dataset, "eval_dataset"),
+            mini_repeat_count=self._num_generations("eval"),
+            seed=self.args.seed,
         )
 
     def _num_generations(self, mode: str) -> int:
@@ -172,61 +193,54 @@ class RolloutTrainer(Trainer):
         return self.args.num_generations
 
     # -- the step pipeline --------------------------------------------------------------------
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
+    def training_step(  # type: ignore[override]  # Trainer types its batch as a dict
+        self,
+        model: torch.nn.Module,
+        inputs: list[Row],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[arg-type]
         self._step += 1
         return loss
 
-    def _prepare_inputs(self, generation_batch: list[dict[str, Any]]) -> dict[str, Any]:
+    def _prepare_inputs(self, generation_batch: list[Row]) -> RolloutBatch:  # type: ignore[override]
         if not self.model.training:
             return self.build_batch(generation_batch, "eval")
-        generate_every = self.args.steps_per_generation * self.args.num_iterations
+        steps = self.args.resolved_steps_per_generation
+        generate_every = steps * self.args.num_iterations
         if self._step % generate_every == 0 or self._buffered_inputs is None:
             self._buffered_inputs = None  # drop the previous batch first
             batch = self.build_batch(generation_batch, "train")
-            self._buffered_inputs = split_batch(batch, self.args.steps_per_generation)
+            self._buffered_inputs = batch.split(steps)
             self.dispatch_event(
-                "on_generation_batch_built",
-                generate_every=generate_every,
-                steps_per_generation=self.args.steps_per_generation,
+                "on_generation_batch_built", generate_every=generate_every, steps_per_generation=steps
             )
-        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+        return self._buffered_inputs[self._step % steps]
 
-    def build_batch(self, rows: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    def build_batch(self, rows: list[Row], mode: str) -> RolloutBatch:
         """rollout → reward → tensors → (subclass) extend_batch."""
-        prompts, rollouts = self.rollout(rows)
-        completions_text = [
-            self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts
-        ]
-        advantages, valid, rewards = self.reward(rows, prompts, completions_text, rollouts, mode)
+        generation = self.rollout(rows, mode)
+        scores = self.reward(generation)
         batch = build_tensors(
-            rollouts,
+            generation.rollouts,
+            scores,
             pad_id=self.tokenizer.pad_token_id,
             eos_ids=self.eos_token_ids,
             mask_truncated=self.args.mask_truncated_completions,
             device=self.accelerator.device,
         )
-        batch["advantages"] = advantages.to(self.accelerator.device)
-        batch["valid"] = valid.to(self.accelerator.device, torch.float32)
         if mode == "train" and self.args.old_logps_needed:
-            batch["old_per_token_logps"] = sampled_token_log_probs(
+            batch.old_per_token_logps = sampled_token_log_probs(
                 self.model, batch, self.args.temperature, self.args.per_device_train_batch_size
             )
-        self._record_completion_metrics(mode, batch, rollouts)
-        self.extend_batch(
-            batch,
-            mode,
-            rows=rows,
-            prompts=prompts,
-            completions=completions_text,
-            rewards=rewards,
-            rollouts=rollouts,
-        )
-        return batch
+        self._record_completion_metrics(mode, batch, generation.rollouts)
+        return self.extend_batch(batch, generation, scores)
 
-    def rollout(self, rows: list[dict[str, Any]]) -> tuple[list[Any], list[Rollout]]:
-        """Prompts (from the dataset or the env), then the agent loop."""
+    def rollout(self, rows: list[Row], mode: str) -> GenerationResult:
+        """Prompts (from the dataset or the env), then the agent loop; ``mode`` is train or eval."""
         contexts = None
+        prompts: list[Prompt]
+        tools: list[Any]
         if self.env_factory is not None:
             contexts = self._reset_envs(rows)
             prompts = [c.messages for c in contexts]
@@ -241,17 +255,29 @@ class RolloutTrainer(Trainer):
                 prompt_ids.append(list(prompt_ids[-1]))
             else:
                 prompt_ids.append(self._tokenize_prompt(prompt, tool_list))
-        return prompts, self.agent.run(prompt_ids, contexts)
-
-    def reward(self, rows, prompts, completions_text, rollouts, mode):
-        """Score rollouts; group-normalise over the whole (gathered) generation batch."""
-        conversational = isinstance(prompts[0], list)
-        completions = (
-            [[{"role": "assistant", "content": c}] for c in completions_text]
-            if conversational
-            else completions_text
+        rollouts = self.agent.run(prompt_ids, contexts)
+        process = self.accelerator.process_index
+        return GenerationResult(
+            mode=mode,
+            rows=rows,
+            prompts=prompts,
+            rollouts=rollouts,
+            completions=[self.tokenizer.decode(r.completion_ids, skip_special_tokens=True) for r in rollouts],
+            process_rows=slice(process * len(rows), (process + 1) * len(rows)),
         )
-        columns = {k: [row.get(k) for row in rows] for k in rows[0] if k not in ("prompt", "completion")}
+
+    def reward(self, generation: GenerationResult) -> Scores:
+        """Score rollouts; group-normalise over the whole (gathered) generation batch."""
+        rows, prompts, rollouts = generation.rows, generation.prompts, generation.rollouts
+        conversational = isinstance(prompts[0], list)
+        completions: list[Any] = (
+            [[{"role": "assistant", "content": c}] for c in generation.completions]
+            if conversational
+            else list(generation.completions)
+        )
+        columns: dict[str, Any] = {
+            k: [row.get(k) for row in rows] for k in rows[0] if k not in ("prompt", "completion")
+        }
         columns["trainer_state"] = self.state
         use_env = self.env_factory is not None
         scored = score(
@@ -270,19 +296,17 @@ class RolloutTrainer(Trainer):
         total = self.accelerator.gather(scored.total.to(device))
         valid = self.accelerator.gather(scored.valid.to(device, torch.float32)).bool()
         advantages, valid = group_advantages(
-            total, self._num_generations(mode), self.args.scale_rewards, valid
+            total, self._num_generations(generation.mode), self.args.scale_rewards, valid
         )
-        local = slice(
-            self.accelerator.process_index * len(rows), (self.accelerator.process_index + 1) * len(rows)
-        )
-        self._record_reward_metrics(mode, scored, total, valid, rollouts)
+        self._record_reward_metrics(generation.mode, scored, total, valid, rollouts)
         rewards = [float(r) if v else None for r, v in zip(scored.total.tolist(), scored.valid.tolist())]
-        return advantages[local].cpu(), valid[local].cpu(), rewards
+        local = generation.process_rows
+        return Scores(advantages=advantages[local].cpu(), valid=valid[local].cpu(), rewards=rewards)
 
     def policy_gradient_loss(
         self,
         logits: torch.Tensor,
-        inputs: dict[str, Any],
+        inputs: RolloutBatch,
         ref_logps: torch.Tensor | None = None,
         rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -291,10 +315,10 @@ class RolloutTrainer(Trainer):
         args = self.args
         return policy_loss_on_rows(
             logits,
-            inputs["completion_ids"],
-            inputs["advantages"],
-            inputs["completion_mask"] * inputs["valid"].unsqueeze(1),
-            inputs.get("old_per_token_logps"),
+            inputs.completion_ids,
+            inputs.advantages,
+            inputs.policy_loss_mask,
+            inputs.old_per_token_logps,
             rows=rows,
             ref_per_token_logps=ref_logps,
             epsilon=args.epsilon,
@@ -305,8 +329,9 @@ class RolloutTrainer(Trainer):
             beta=args.beta,
         )
 
-    def extend_batch(self, batch: dict[str, Any], mode: str, **context: Any) -> None:
-        """Hook for algorithm-specific inputs (SDPO: the teacher context)."""
+    def extend_batch(self, batch: RolloutBatch, generation: GenerationResult, scores: Scores) -> RolloutBatch:
+        """Hook for algorithm-specific inputs (SDPO: the teacher context); returns the batch."""
+        return batch
 
     def after_optimizer_step(self) -> None:
         """Hook run after each optimizer step (SDPO: the EMA teacher update)."""
@@ -322,9 +347,12 @@ class RolloutTrainer(Trainer):
         eos = getattr(config, "eos_token_id", None)
         return [eos] if isinstance(eos, int) else list(eos or [])
 
-    def _reset_envs(self, rows: list[dict[str, Any]]) -> list[EpisodeContext]:
+    def _reset_envs(self, rows: list[Row]) -> list[EpisodeContext]:
+        factory = self.env_factory
+        if factory is None:
+            raise ValueError("this trainer has no env to reset (it scores with reward functions)")
         while len(self._envs) < len(rows):
-            self._envs.append(self.env_factory())
+            self._envs.append(factory())
         contexts = []
         for env, row in zip(self._envs, rows):
             _, info = env.reset(options=reset_options(row))
@@ -333,7 +361,7 @@ class RolloutTrainer(Trainer):
             contexts.append(EpisodeContext(env=env, messages=info["messages"], tools=tools))
         return contexts
 
-    def _tokenize_prompt(self, prompt: Any, tools: Any) -> list[int]:
+    def _tokenize_prompt(self, prompt: Prompt, tools: list[dict[str, Any]] | None) -> list[int]:
         if isinstance(prompt, list):
             ids = self.tokenizer.apply_chat_template(
                 prompt,
@@ -365,7 +393,14 @@ class RolloutTrainer(Trainer):
                 )
 
     # -- metrics ---------------------------------------------------------------------------------
-    def _record_reward_metrics(self, mode, scored, total, valid, rollouts) -> None:
+    def _record_reward_metrics(
+        self,
+        mode: str,
+        scored: RewardBatch,
+        total: torch.Tensor,
+        valid: torch.Tensor,
+        rollouts: Sequence[Rollout],
+    ) -> None:
         m = self._metrics[mode]
         g = self._num_generations(mode)
         valid_total = total[valid]
@@ -392,9 +427,9 @@ class RolloutTrainer(Trainer):
             )
         self.diagnostics.check_rewards(total[valid], self.success_threshold, mode)
 
-    def _record_completion_metrics(self, mode, batch, rollouts) -> None:
+    def _record_completion_metrics(self, mode: str, batch: RolloutBatch, rollouts: Sequence[Rollout]) -> None:
         m = self._metrics[mode]
-        lengths = batch["completion_attention_mask"].sum(1).float()
+        lengths = batch.completion_attention_mask.sum(1).float()
         m["completions/mean_length"].append(lengths.mean().item())
         m["completions/max_length"].append(lengths.max().item())
         m["completions/clipped_ratio"].append(sum(not r.ended_with_eos for r in rollouts) / len(rollouts))
@@ -408,8 +443,24 @@ class RolloutTrainer(Trainer):
         super().log({**logs, **metrics}, start_time)
         self._metrics[mode].clear()
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+    def prediction_step(  # type: ignore[override]  # Trainer types its batch as a dict
+        self,
+        model: torch.nn.Module,
+        inputs: list[Row],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, None, None]:
+        batch = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
+            loss = self.compute_loss(model, batch)
         return loss.detach(), None, None
+
+    def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
+        self,
+        model: torch.nn.Module,
+        inputs: RolloutBatch,
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """The subclass's loss of one micro-batch, already divided by the GA steps."""
+        raise NotImplementedError(f"{type(self).__name__} must define compute_loss")

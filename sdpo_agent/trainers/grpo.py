@@ -8,6 +8,7 @@ import torch
 
 from ..config import GRPOConfig
 from ..losses import rows_with_policy_gradient, selective_log_softmax
+from ..rollout.batching import RolloutBatch
 from ..teacher import frozen_copy
 from .base import RolloutTrainer, zero_loss
 from .policy_logits import student_logits
@@ -31,17 +32,26 @@ class GRPOTrainer(RolloutTrainer):
 
     config_class = GRPOConfig
     algorithm = "grpo"
+    args: GRPOConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # A frozen reference model only when a KL penalty asks for one.
-        self.ref_model = frozen_copy(self.accelerator.unwrap_model(self.model)) if self.args.beta else None
+        self.ref_model: torch.nn.Module | None = (
+            frozen_copy(self.accelerator.unwrap_model(self.model)) if self.args.beta else None
+        )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
+        self,
+        model: torch.nn.Module,
+        inputs: RolloutBatch,
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
         if return_outputs:
             raise ValueError("GRPOTrainer does not return outputs")
         mode = "train" if model.training else "eval"
-        rows = rows_with_policy_gradient(inputs["advantages"], inputs["valid"], self.args.beta)
+        rows = rows_with_policy_gradient(inputs.advantages, inputs.valid, self.args.beta)
         if rows is not None and rows.numel() == 0:
             loss = zero_loss(model)
         else:
@@ -50,7 +60,7 @@ class GRPOTrainer(RolloutTrainer):
             if self.ref_model is not None:
                 with torch.no_grad():
                     ref_logits = student_logits(self.ref_model, inputs, self.args.temperature)
-                    ref_logps = selective_log_softmax(ref_logits, inputs["completion_ids"])
+                    ref_logps = selective_log_softmax(ref_logits, inputs.completion_ids)
             loss = self.policy_gradient_loss(logits, inputs, ref_logps, rows)
         self._metrics[mode]["policy_loss"].append(loss.item())
         accumulation = self.current_gradient_accumulation_steps if model.training else 1

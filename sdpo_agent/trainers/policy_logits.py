@@ -6,11 +6,10 @@ positions that predict completion tokens (``logits_to_keep``, so the LM head run
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..losses import selective_log_softmax
+from ..rollout.batching import RolloutBatch
 
 
 def completion_logits(
@@ -24,7 +23,7 @@ def completion_logits(
     ``temperature``: [B, T, V]."""
     # generate()'s positions for a left-padded prompt.
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(
+    logits: torch.Tensor = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids,
@@ -35,35 +34,35 @@ def completion_logits(
 
 
 def student_inputs(
-    batch: dict[str, Any], rows: torch.Tensor | None = None
+    batch: RolloutBatch, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) of prompt + completion for the batch's (selected) rows."""
-    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-    mask = torch.cat([batch["prompt_mask"], batch["completion_attention_mask"]], dim=1)
+    ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)
+    mask = torch.cat([batch.prompt_mask, batch.completion_attention_mask], dim=1)
     if rows is not None:
         ids, mask = ids[rows], mask[rows]
     return ids, mask
 
 
 def student_logits(
-    model: torch.nn.Module, batch: dict[str, Any], temperature: float, rows: torch.Tensor | None = None
+    model: torch.nn.Module, batch: RolloutBatch, temperature: float, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``completion_logits`` of the policy on the batch's (selected) rows."""
     ids, mask = student_inputs(batch, rows)
-    return completion_logits(model, ids, mask, batch["completion_ids"].shape[1], temperature)
+    return completion_logits(model, ids, mask, batch.completion_length, temperature)
 
 
 @torch.no_grad()
 def sampled_token_log_probs(
-    model: torch.nn.Module, batch: dict[str, Any], temperature: float, chunk_rows: int
+    model: torch.nn.Module, batch: RolloutBatch, temperature: float, chunk_rows: int
 ) -> torch.Tensor:
     """log π(y_t) of every completion token under ``model``, ``chunk_rows`` rows at a time: [B, T]."""
-    total = batch["completion_ids"].shape[0]
+    total = batch.num_rows
     chunks = []
     for start in range(0, total, chunk_rows):
         rows = torch.arange(start, min(start + chunk_rows, total))
         logits = student_logits(model, batch, temperature, rows)
-        chunks.append(selective_log_softmax(logits, batch["completion_ids"][rows]))
+        chunks.append(selective_log_softmax(logits, batch.completion_ids[rows]))
     return torch.cat(chunks)
 
 

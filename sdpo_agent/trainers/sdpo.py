@@ -8,6 +8,7 @@ rows that carry a teacher signal, then the self-distillation loss (plus the poli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from ..losses import (
     token_mean,
 )
 from ..reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
+from ..rollout.batching import GenerationResult, RolloutBatch, Scores, TeacherContext
 from ..teacher import Teacher
 from .base import RolloutTrainer, zero_loss
 from .policy_logits import completion_logits, student_logits
@@ -45,6 +47,7 @@ class SDPOTrainer(RolloutTrainer):
 
     config_class = SDPOConfig
     algorithm = "sdpo"
+    args: SDPOConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,21 +61,22 @@ class SDPOTrainer(RolloutTrainer):
         )
 
     # -- teacher context (at generation time) ------------------------------------------------------
-    def extend_batch(self, batch, mode, *, rows, prompts, completions, rewards, rollouts) -> None:
+    def extend_batch(self, batch: RolloutBatch, generation: GenerationResult, scores: Scores) -> RolloutBatch:
+        mode = generation.mode
         per_rollout = self.env_factory is not None
+        feedbacks: list[str | None]
         if per_rollout:
             feedbacks = [
-                None if r.feedback is None or r.feedback.is_judge_error else r.feedback.text for r in rollouts
+                None if r.feedback is None or r.feedback.is_judge_error else r.feedback.text
+                for r in generation.rollouts
             ]
         else:
-            feedbacks = [row.get("privileged_context") for row in rows]
+            feedbacks = [row.get("privileged_context") for row in generation.rows]
         g = self._num_generations(mode)
         # A group's siblings may sit on other processes: build reprompts over the gathered batch.
-        local = slice(
-            self.accelerator.process_index * len(rows), (self.accelerator.process_index + 1) * len(rows)
-        )
         prompts, completions, rewards, feedbacks = (
-            self._gather_list(x) for x in (prompts, completions, rewards, feedbacks)
+            self._gather_list(x)
+            for x in (generation.prompts, generation.completions, scores.rewards, feedbacks)
         )
         teacher_prompts, sd_mask = build_teacher_messages(
             prompts,
@@ -86,65 +90,75 @@ class SDPOTrainer(RolloutTrainer):
         metrics = reprompt_metrics(
             rewards, feedbacks, sd_mask, num_generations=g, args=self.args, per_rollout_feedback=per_rollout
         )
+        local = generation.process_rows
         teacher_prompts, sd_mask = teacher_prompts[local], sd_mask[local]
         context = tokenize_teacher_prompts(
             teacher_prompts,
-            batch["completion_ids"],
-            batch["completion_attention_mask"],
+            batch.completion_ids,
+            batch.completion_attention_mask,
             self.tokenizer,
             max_reprompt_len=self.args.max_reprompt_len,
             chat_template_kwargs=self.args.chat_template_kwargs,
         )
-        batch["teacher_input_ids"] = context["teacher_input_ids"]
-        batch["teacher_attention_mask"] = context["teacher_attention_mask"]
-        batch["self_distillation_mask"] = torch.tensor(
-            sd_mask, dtype=torch.float32, device=batch["completion_ids"].device
+        teacher = TeacherContext(
+            input_ids=context.input_ids,
+            attention_mask=context.attention_mask,
+            self_distillation_mask=torch.tensor(
+                sd_mask, dtype=torch.float32, device=batch.completion_ids.device
+            ),
         )
         for key, value in metrics.items():
             self._metrics[mode][key].append(value)
-        self.diagnostics.check_self_distillation(batch["self_distillation_mask"], mode)
+        self.diagnostics.check_self_distillation(teacher.self_distillation_mask, mode)
         self.dispatch_event(
             "on_teacher_context_built",
-            teacher_input_ids=batch["teacher_input_ids"],
-            teacher_attention_mask=batch["teacher_attention_mask"],
-            completion_mask=batch["completion_mask"],
-            self_distillation_mask=batch["self_distillation_mask"],
+            teacher_input_ids=teacher.input_ids,
+            teacher_attention_mask=teacher.attention_mask,
+            completion_mask=batch.completion_mask,
+            self_distillation_mask=teacher.self_distillation_mask,
         )
         self.dispatch_event(
             "on_self_distillation_batch_prepared",
-            old_per_token_logps=batch.get("old_per_token_logps"),
-            prompt_ids=batch["prompt_ids"],
-            completion_ids=batch["completion_ids"],
-            teacher_input_ids=batch["teacher_input_ids"],
-            teacher_attention_mask=batch["teacher_attention_mask"],
-            self_distillation_mask=batch["self_distillation_mask"],
+            old_per_token_logps=batch.old_per_token_logps,
+            prompt_ids=batch.prompt_ids,
+            completion_ids=batch.completion_ids,
+            teacher_input_ids=teacher.input_ids,
+            teacher_attention_mask=teacher.attention_mask,
+            self_distillation_mask=teacher.self_distillation_mask,
         )
+        return batch.with_teacher(teacher)
 
-    def _gather_list(self, values: list[Any]) -> list[Any]:
+    def _gather_list(self, values: Sequence[Any]) -> list[Any]:
         if self.accelerator.num_processes == 1:
             return list(values)
-
-        return gather_object(list(values))
+        return list(gather_object(list(values)))
 
     # -- loss (per micro-batch) ----------------------------------------------------------------
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
+        self,
+        model: torch.nn.Module,
+        inputs: RolloutBatch,
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
         if return_outputs:
             raise ValueError("SDPOTrainer does not return outputs")
         args = self.args
         mode = "train" if model.training else "eval"
         hybrid = args.sdpo_policy_loss_mode == "hybrid"
-        sd_rows = inputs["self_distillation_mask"] * inputs["valid"]
+        sd_rows = inputs.require_teacher().self_distillation_mask * inputs.valid
         rows = sd_rows.nonzero().squeeze(1)
 
         student_rows = None if hybrid else rows  # distillation_only: rows without a teacher add nothing
-        policy_loss = student = None
+        policy_loss: torch.Tensor | None = None
+        student: torch.Tensor | None = None
         if rows.numel() or hybrid:
             student = student_logits(model, inputs, args.temperature, student_rows)
             if hybrid:
                 policy_loss = self.policy_gradient_loss(student, inputs)
                 self._metrics[mode]["policy_loss"].append(policy_loss.item())
                 student = student[rows]
-        if rows.numel():
+        if rows.numel() and student is not None:
             distillation_loss = self._distillation_loss(model, inputs, rows, student, mode)
         else:
             distillation_loss = zero_loss(model)
@@ -154,13 +168,21 @@ class SDPOTrainer(RolloutTrainer):
             args.sdpo_policy_loss_mode, policy_loss, distillation_loss, args.distillation_weight, accumulation
         )
 
-    def _distillation_loss(self, model, inputs, rows, student, mode) -> torch.Tensor:
+    def _distillation_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: RolloutBatch,
+        rows: torch.Tensor,
+        student: torch.Tensor,
+        mode: str,
+    ) -> torch.Tensor:
         """``student``: the student's logits on ``rows``."""
         args = self.args
-        length = inputs["completion_ids"].shape[1]
-        completion_ids = inputs["completion_ids"][rows]
-        teacher_ids = inputs["teacher_input_ids"][rows]
-        teacher_mask = inputs["teacher_attention_mask"][rows]
+        length = inputs.completion_length
+        teacher = inputs.require_teacher()
+        completion_ids = inputs.completion_ids[rows]
+        teacher_ids = teacher.input_ids[rows]
+        teacher_mask = teacher.attention_mask[rows]
         teacher_logits = self.teacher.logits(
             lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
         )
@@ -174,14 +196,14 @@ class SDPOTrainer(RolloutTrainer):
             add_tail=args.distillation_add_tail,
         )
         per_token = terms.per_token_loss
-        old = inputs.get("old_per_token_logps")
+        old = inputs.old_per_token_logps
         if args.distillation_is_clip is not None and old is not None:
             per_token = importance_sampling_clip(
                 per_token, terms.student_token_log_probs, old[rows], args.distillation_is_clip
             )
-        full = torch.zeros(inputs["completion_ids"].shape, dtype=per_token.dtype, device=per_token.device)
+        full = torch.zeros(inputs.completion_ids.shape, dtype=per_token.dtype, device=per_token.device)
         full = full.index_put((rows,), per_token)
-        mask = inputs["completion_mask"] * (inputs["self_distillation_mask"] * inputs["valid"]).unsqueeze(1)
+        mask = inputs.completion_mask * (teacher.self_distillation_mask * inputs.valid).unsqueeze(1)
         loss = aggregate(full, mask, args.loss_type, args.max_completion_length)
         with torch.no_grad():
             self._metrics[mode]["distillation_loss"].append(token_mean(full, mask).item())

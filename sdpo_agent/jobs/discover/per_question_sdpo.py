@@ -12,6 +12,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from ...config import SDPOConfig, check_field_names
 from ...models.resolve import resolve_model
+from ...rollout.batching import GenerationResult, Scores
 from ...rollout.task_rows import index_dataset
 from ...trainers.sdpo import SDPOTrainer
 from .spec import Attempt, DiscoverySpec, UnitResult, attempt_of, first_success_index
@@ -68,13 +69,13 @@ def run_sdpo(task_index: int, task_id: str, seed: int, spec: DiscoverySpec) -> U
         attempts: list[Attempt]
         first_text: str | None = None
 
-        def reward(self, rows, prompts, completions_text, rollouts, mode):
-            if mode == "train":
-                for text, rollout in zip(completions_text, rollouts):
+        def reward(self, generation: GenerationResult) -> Scores:
+            if generation.mode == "train":
+                for text, rollout in zip(generation.completions, generation.rollouts):
                     self.attempts.append(attempt_of(rollout.feedback, rollout.env_reward))
                     if self.attempts[-1].success and self.first_text is None:
                         self.first_text = text
-            return super().reward(rows, prompts, completions_text, rollouts, mode)
+            return super().reward(generation)
 
     class StopWhenFound(TrainerCallback):
         def __init__(self, trainer: Recorder) -> None:
