@@ -14,6 +14,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
 from .core import TextEnv
+from .interop.spec import make_from_spec, split_spec
 from .registry import registered_envs
 
 EnvSpec = str | gym.Env | Callable[[], gym.Env]
@@ -22,10 +23,13 @@ EnvSpec = str | gym.Env | Callable[[], gym.Env]
 def make_env_factory(env: EnvSpec, **make_kwargs: Any) -> Callable[[], TextEnv]:
     """A zero-argument factory of fresh, unwrapped env instances.
 
-    ``env`` is a registered id (``"sdpo/Math-v0"``), an env instance (copied; its registry
-    spec is used when it has one) or a factory. Each rollout needs its own instance because
-    judging happens concurrently.
+    ``env`` is a registered id (``"sdpo/Math-v0"``), a spec string of another library's env
+    (``"openenv:http://127.0.0.1:8000"``, ``"trl:my_module:MyEnv"``; ``sdpo_envs.interop.spec``),
+    an env instance (copied; its registry spec is used when it has one) or a factory. Each
+    rollout needs its own instance because judging happens concurrently.
     """
+    if isinstance(env, str) and split_spec(env) is not None:
+        return lambda: make_from_spec(env, **make_kwargs)
     if isinstance(env, str):
         check_env_id(env)
         return lambda: _make(env, make_kwargs)
