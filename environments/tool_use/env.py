@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from sdpo_envs import Feedback, TaskSource, TextEnv, Turn
 from sdpo_envs.tags import strip_thinking
+from sdpo_envs.tools import call_label, render_results
 
 from .answers import answer_type, check_answer, parse_number
 from .builtin import builtin_tools
@@ -47,25 +48,6 @@ INSTRUCTIONS = (
     "e.g. <answer>42</answer>, in a message without tool calls. An answer given without "
     "calling the tools it needs is not accepted."
 )
-
-
-def render_results(results: list[ToolResult]) -> str:
-    """The tool message: one result as is, several numbered in call order."""
-
-    def one(result: ToolResult) -> str:
-        if not result.ok:
-            return f"Error: {result.error}"
-        return result.output if result.output.strip() else "(no output)"
-
-    if len(results) == 1:
-        return one(results[0])
-    return "\n\n".join(
-        f"[{i}] {r.name or 'malformed call'}: {one(r)}" for i, r in enumerate(results, start=1)
-    )
-
-
-def _label(index: int, result: ToolResult) -> str:
-    return f"call {index} ({result.name})" if result.name else f"call {index}"
 
 
 class ToolUseEnv(TextEnv):
@@ -208,7 +190,7 @@ class ToolUseEnv(TextEnv):
             results.append(result)
         self._results.extend(results)
         details = {"calls": [r.to_dict() for r in results]}
-        errors = [f"- {_label(i, r)}: {r.error}" for i, r in enumerate(results, start=1) if not r.ok]
+        errors = [f"- {call_label(i, r)}: {r.error}" for i, r in enumerate(results, start=1) if not r.ok]
         if self.turn >= self.max_turns:
             text = (
                 f"Turn limit reached: {self.max_turns} messages without a final answer in <answer></answer>."

@@ -158,16 +158,23 @@ class PeerEnv(TextEnv):
         return [{"role": "user", "content": "(the environment failed to start)"}]
 
     # -- provided ---------------------------------------------------------------------------
-    def feedback(self, step: PeerStep, *, verdict: Verdict | None = None, **details: Any) -> Feedback:
+    def feedback(
+        self, step: PeerStep, *, verdict: Verdict | None = None, final: bool | None = None, **details: Any
+    ) -> Feedback:
         """The feedback of one peer step: ``feedback_fn``'s text, else the harvesting rule's.
 
-        The verdict, unless given: ``pass`` (with success) when the episode ended with a reward
-        of at least ``success_threshold``; ``wrong_answer`` when it ended below it; ``pass``
-        without success while it goes on.
+        The verdict, unless given: ``pass`` (with success) when the episode ends here (``final``,
+        by default ``step.done``) with a reward of at least ``success_threshold``;
+        ``wrong_answer`` when it ends below it; ``pass`` without success while it goes on.
+        A ``feedback_fn`` that raises or returns a non-string is a judge error (its fault).
         """
+        final = step.done if final is None else final
         text, source = None, None
         if self.feedback_fn is not None:
-            custom = self.feedback_fn(step)
+            try:
+                custom = self.feedback_fn(step)
+            except Exception as exc:
+                raise PeerError(describe_exception("feedback_fn", exc)) from exc
             if custom is not None:
                 if not isinstance(custom, str):
                     raise PeerError(f"feedback_fn returned {type(custom).__name__}, expected str or None")
@@ -176,13 +183,13 @@ class PeerEnv(TextEnv):
             text, source = self.harvest(step)
         success = False
         if verdict is None:
-            if step.done:
+            if final:
                 success = step.reward is not None and step.reward >= self.success_threshold
                 verdict = "pass" if success else "wrong_answer"
             else:
                 verdict = "pass"
         else:
-            success = verdict == "pass" and step.done
+            success = verdict == "pass" and final
         return Feedback(text, verdict, success=success, details={**details, "feedback_source": source})
 
     def judge_error_turn(self, reason: str, **details: Any) -> Turn:
