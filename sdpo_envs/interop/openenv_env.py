@@ -145,8 +145,8 @@ class OpenEnvEnv(PeerEnv):
         )
         self.action_field = action_field
         self._text_field: str | None = None
-        if self.action_fn is None and isinstance(self.session, InProcessSession):
-            self._text_field = text_field(self.session.action_schema, action_field)  # fail at construction
+        if self.action_fn is None:  # an action the model's text cannot fill fails here, not per step
+            self._text_field = text_field(self.session.action_schema, action_field)
 
     # -- PeerEnv --------------------------------------------------------------------------
     def peer_reset(self, task: Mapping[str, Any]) -> Messages:
@@ -201,11 +201,7 @@ class OpenEnvEnv(PeerEnv):
                     f"action_fn returned {type(action).__name__}, expected a dict of action fields"
                 )
             return action
-        if self._text_field is None:
-            try:
-                self._text_field = text_field(self.session.action_schema, self.action_field)
-            except ValueError as exc:
-                raise PeerError(f"{self.session.address}: {exc}") from None
+        assert self._text_field is not None
         return {self._text_field: text}
 
     @staticmethod

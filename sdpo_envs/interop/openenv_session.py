@@ -126,10 +126,11 @@ def action_class(env_cls: type) -> type[Action] | None:
     return None
 
 
-# Servers already seen answering in this process: only the first adapter for a URL checks it,
-# so a wrong URL fails when the run starts, and a later outage is a judge error, not a crash.
-_reached: set[str] = set()
-_reached_lock = threading.Lock()
+# Action schemas of the servers already reached in this process (a server's schema does not
+# change): only the first adapter for a URL asks, so a wrong URL fails when the run starts, and
+# a later outage is a judge error in the episode, never a crash while building environments.
+_schemas: dict[str, dict[str, Any]] = {}
+_schemas_lock = threading.Lock()
 
 
 class RemoteSession:
@@ -140,14 +141,8 @@ class RemoteSession:
         self.http_url = self.address.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
         self.connect_timeout_s = connect_timeout_s
         self.message_timeout_s = message_timeout_s
-        self._schema: dict[str, Any] | None = None
         self._client: Any = None
-        with _reached_lock:
-            first = self.address not in _reached
-        if first:
-            self._fetch_schema()  # fails with the address and the timeout when nothing answers
-            with _reached_lock:
-                _reached.add(self.address)
+        self._fetch_schema()  # asks the server only the first time (_schemas)
 
     def _timeouts(self) -> str:
         return f"connect timeout {self.connect_timeout_s} s, message timeout {self.message_timeout_s} s"
@@ -157,20 +152,27 @@ class RemoteSession:
         return self._fetch_schema()
 
     def _fetch_schema(self) -> dict[str, Any]:
-        if self._schema is None:
-            url = f"{self.http_url}/schema"
-            try:
-                response = requests.get(url, timeout=self.connect_timeout_s)
-                response.raise_for_status()
-                self._schema = dict(response.json().get("action") or {})
-            except requests.RequestException as exc:
-                raise PeerError(
-                    f"OpenEnv server at {self.address} did not answer GET /schema within "
-                    f"{self.connect_timeout_s} s: {type(exc).__name__}: {exc}"
-                ) from None
-            except ValueError as exc:
-                raise PeerError(f"OpenEnv server at {self.address}: /schema is not JSON ({exc})") from None
-        return self._schema
+        with _schemas_lock:
+            known = _schemas.get(self.address)
+        if known is not None:
+            return known
+        url = f"{self.http_url}/schema"
+        try:
+            response = requests.get(url, timeout=self.connect_timeout_s)
+            response.raise_for_status()
+            schema = dict(response.json().get("action") or {})
+        except requests.RequestException as exc:
+            raise PeerError(
+                f"OpenEnv server at {self.address} did not answer GET /schema within "
+                f"{self.connect_timeout_s} s: {type(exc).__name__}: {exc}"
+            ) from None
+        except (ValueError, AttributeError) as exc:
+            raise PeerError(
+                f"OpenEnv server at {self.address}: /schema is not a JSON object ({exc})"
+            ) from None
+        with _schemas_lock:
+            _schemas[self.address] = schema
+        return schema
 
     def _call(self, what: str, run: Callable[[Any], Any]) -> OpenEnvAnswer:
         try:
@@ -193,7 +195,9 @@ class RemoteSession:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         where = f"OpenEnv server at {self.address}, {what}"
-        return check_answer(result.observation, result.reward, result.done, result.metadata, result, where)
+        return check_answer(
+            result.observation, result.reward, result.done, result.metadata, result.observation, where
+        )
 
     def reset(self, **kwargs: Any) -> OpenEnvAnswer:
         return self._call("reset", lambda client: client.reset(**kwargs))
@@ -201,11 +205,21 @@ class RemoteSession:
     def step(self, action: Mapping[str, Any]) -> OpenEnvAnswer:
         return self._call("step", lambda client: client.step(dict(action)))
 
-    def _drop_client(self) -> None:
+    def _drop_client(self, wait: bool = False) -> None:
+        """Forget the connection; after a fault it closes in the background (a server that does
+        not answer would hold the close handshake for seconds)."""
         client, self._client = self._client, None
-        if client is not None:
+        if client is None:
+            return
+
+        def close() -> None:
             with contextlib.suppress(Exception):  # closing a dead connection may fail too
                 client.close()
 
+        if wait:
+            close()
+        else:
+            threading.Thread(target=close, name="openenv-close", daemon=True).start()
+
     def close(self) -> None:
-        self._drop_client()
+        self._drop_client(wait=True)
