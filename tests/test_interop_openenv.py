@@ -24,7 +24,7 @@ from sdpo_agent.cli import main
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_envs import make_env_factory
 from sdpo_envs.interop import PeerError
-from sdpo_envs.interop.openenv_env import OpenEnvEnv
+from sdpo_envs.interop.openenv import OpenEnvEnv
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
@@ -142,7 +142,7 @@ def test_multi_turn_env_stays_multi_turn_until_it_says_done():
 def test_gymnasium_make_and_copies_are_fresh_peers():
     sdpo_envs.register(
         "test/OpenEnvTarget-v0",
-        entry_point="sdpo_envs.interop.openenv_env:OpenEnvEnv",
+        entry_point="sdpo_envs.interop.openenv:OpenEnvEnv",
         env="openenv_server:TargetEnv",
     )
     env = gym.make("test/OpenEnvTarget-v0").unwrapped

@@ -31,7 +31,7 @@ from ..core import TextEnv
 
 # prefix -> "module:function" of the adapter's ``from_spec(target, **kwargs) -> TextEnv``.
 ADAPTERS: dict[str, str] = {
-    "openenv": "sdpo_envs.interop.openenv_env:from_spec",
+    "openenv": "sdpo_envs.interop.openenv:from_spec",
     "trl": "sdpo_envs.interop.trl_env:from_spec",
 }
 

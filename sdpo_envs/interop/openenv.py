@@ -2,7 +2,7 @@
 ``Environment`` run in this process, or a running OpenEnv server reached through OpenEnv's own
 WebSocket client.
 
->>> from sdpo_envs.interop.openenv_env import OpenEnvEnv  # doctest: +SKIP
+>>> from sdpo_envs.interop.openenv import OpenEnvEnv  # doctest: +SKIP
 >>> env = OpenEnvEnv("http://127.0.0.1:8000")              # doctest: +SKIP
 >>> env = OpenEnvEnv(my_module.CodingEnvironment)           # doctest: +SKIP
 
