@@ -40,7 +40,12 @@ class JobSpec:
     """One training run on an environment with held-out evaluation (``sdpo train``; the runs
     of ``sdpo compare``). Field help is the command line's."""
 
-    env: str = field(metadata={"help": "environment id, e.g. sdpo/Math-v0"})
+    env: str = field(
+        metadata={
+            "help": "environment id (sdpo/Math-v0) or another library's env as <standard>:<target> "
+            "(openenv:http://host:port, trl:module:Class; README, Environments from other libraries)"
+        }
+    )
     model: str = field(default="tiny", metadata={"help": MODEL_HELP})
     algorithm: str = field(default="sdpo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
     output_dir: str = "runs/job"
