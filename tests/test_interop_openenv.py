@@ -23,7 +23,6 @@ from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
 from sdpo_agent.cli import main
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_envs import make_env_factory
-from sdpo_envs.interop import PeerError
 from sdpo_envs.interop.openenv import OpenEnvEnv
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -244,8 +243,18 @@ def test_a_server_that_never_answers_fails_at_construction_with_address_and_time
     silent.listen(1)  # connections wait in the backlog; nothing ever answers
     url = f"http://127.0.0.1:{silent.getsockname()[1]}"
     try:
-        with pytest.raises(PeerError, match=rf"{url} did not answer GET /schema within 0.3 s"):
+        with pytest.raises(ConnectionError, match=rf"{url} did not answer GET /schema within 0.3 s"):
             OpenEnvEnv(url, connect_timeout_s=0.3)
+        main_args = [
+            "eval",
+            "--env",
+            f"openenv:{url}",
+            "--env-arg",
+            "connect_timeout_s=0.3",
+            "--model",
+            "tiny",
+        ]
+        assert main(main_args) == 2  # the command line's one-line answer to a user's mistake
     finally:
         silent.close()
 

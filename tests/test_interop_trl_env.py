@@ -3,12 +3,15 @@ calls parsed as in ToolUse-v0, reward from ``get_reward`` and TRL reward functio
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import pytest
 import torch
 
 import sdpo_envs
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
+from sdpo_agent.cli import main
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.rollout.agent_loop import observation_tokens
 from sdpo_envs import make_env_factory
@@ -232,3 +235,42 @@ def test_tool_results_continue_the_conversation_token_exactly():
     observation, *_, info = env.step(call("guess", number=1))
     tokens = observation_tokens(tokenizer, info["messages"], tools, {})
     assert "higher" in tokenizer.decode(tokens) and observation == "higher"
+
+
+class OwnsTheData:
+    """A TRL environment that picks its task in reset (TRL then trains without a dataset)."""
+
+    def reset(self, **row) -> str:
+        self.word = "policy"
+        return f"Spell {self.word!r} backwards, then call check."
+
+    def check(self, answer: str) -> str:
+        """Check an answer.
+
+        Args:
+            answer: The word, reversed.
+        """
+        self.right = answer == self.word[::-1]
+        return "right" if self.right else "wrong"
+
+    def get_reward(self) -> float:
+        return float(getattr(self, "right", False))
+
+
+def test_an_environment_that_owns_its_data_needs_no_dataset():
+    env = TRLEnv(OwnsTheData)
+    observation, _ = env.reset(seed=0)
+    assert observation == "Spell 'policy' backwards, then call check."
+    env.step(call("check", answer="ycilop"))
+    assert env.step("done")[1] == 1.0
+
+
+def test_the_cli_evaluates_a_spec_string_and_answers_a_wrong_one_in_one_line(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    argv = ["eval", "--env", f"trl:{__name__}:GuessEnv", "--env-arg", f"dataset={rows}", "--model", "tiny"]
+    argv += ["--tasks", "2", "--samples", "1", "--k", "1", "--max-completion-length", "8"]
+    assert main(argv) == 0
+    assert "held-out tasks" in capsys.readouterr().out
+    assert main(["eval", "--env", "trl:no_such_module:Env", "--model", "tiny"]) == 2
+    assert "cannot import module 'no_such_module'" in capsys.readouterr().err

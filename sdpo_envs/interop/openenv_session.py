@@ -142,7 +142,10 @@ class RemoteSession:
         self.connect_timeout_s = connect_timeout_s
         self.message_timeout_s = message_timeout_s
         self._client: Any = None
-        self._fetch_schema()  # asks the server only the first time (_schemas)
+        try:
+            self._fetch_schema()  # asks the server only the first time (_schemas)
+        except PeerError as exc:  # while setting up, a server that does not answer is a wrong address
+            raise ConnectionError(str(exc)) from None
 
     def _timeouts(self) -> str:
         return f"connect timeout {self.connect_timeout_s} s, message timeout {self.message_timeout_s} s"
