@@ -4,6 +4,7 @@ its own process, reached through OpenEnv's own client), with their observations 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -44,14 +45,17 @@ FAST = {
 
 
 @contextlib.contextmanager
-def serve(env: str = "target"):
+def serve(env: str = "target", max_sessions: int = 32):
     """An OpenEnv server for ``openenv_server.ENVS[env]`` in its own process, on a free port."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "openenv_server.py"), "--fd", str(listener.fileno()), "--env", env],
+        [
+            *(sys.executable, str(SCRIPTS / "openenv_server.py"), "--fd", str(listener.fileno())),
+            *("--env", env, "--max-sessions", str(max_sessions)),
+        ],
         pass_fds=[listener.fileno()],
         stderr=subprocess.PIPE,
     )
@@ -270,3 +274,21 @@ def test_cli_trains_on_a_server_spec_string(server, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["spec"]["env"] == f"openenv:{url}"
     assert summary["heldout"]  # held-out evaluation ran on the server's episodes too
+
+
+def test_an_environment_dropped_without_close_gives_its_server_session_back():
+    """Jobs drop their environments without closing them; on a one-session server the next
+    episode would be refused for good if the dropped one kept its connection."""
+    with serve("target", max_sessions=1) as (url, _):
+        first = OpenEnvEnv(url)
+        first.reset(options={"index": 0})
+        assert first.step("apple")[4]["verdict"] == "wrong_answer"
+        del first
+        gc.collect()
+        verdict, deadline = "judge_error", time.monotonic() + 30
+        while verdict == "judge_error" and time.monotonic() < deadline:  # the close runs in the background
+            second = OpenEnvEnv(url)
+            second.reset(options={"index": 0})
+            verdict = second.step("apple")[4]["verdict"]
+            second.close()
+        assert verdict == "wrong_answer"

@@ -31,7 +31,10 @@ the ``Observation`` (in process) or its wire dict (server), ``step.info`` its ``
 not an Observation or whose ``done``/``reward`` are malformed, a server that refuses, fails or
 does not answer within ``connect_timeout_s``/``message_timeout_s`` (the message names its
 address and both timeouts). The first adapter for a URL checks that the server answers
-``GET /schema``, so a wrong address fails when the run starts.
+``GET /schema``, so a wrong address fails when the run starts (``ConnectionError``). Each
+adapter holds one server session (its WebSocket) from its first reset until ``close()`` or until
+it is dropped; a server at capacity refuses more (judge errors), so serve with
+``max_concurrent_envs`` of at least the generation batch plus the evaluation batch.
 
 Not supported: MCP tool-calling environments (``CallToolAction``), actions that are not one
 text field (use ``action_fn``), images in observations.

@@ -9,6 +9,7 @@ import copy
 import math
 import threading
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,7 @@ def action_class(env_cls: type) -> type[Action] | None:
             if isinstance(arg, type) and issubclass(arg, Action):
                 return arg
     try:
-        hint = typing.get_type_hints(env_cls.step).get("action")
+        hint = typing.get_type_hints(getattr(env_cls, "step", None)).get("action")
     except Exception:  # an annotation that does not resolve names no class
         hint = None
     if isinstance(hint, type) and issubclass(hint, Action):
@@ -133,6 +134,15 @@ _schemas: dict[str, dict[str, Any]] = {}
 _schemas_lock = threading.Lock()
 
 
+def close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):  # closing a dead connection may fail too
+        client.close()
+
+
+def close_in_background(client: Any) -> None:
+    threading.Thread(target=close_quietly, args=(client,), name="openenv-close", daemon=True).start()
+
+
 class RemoteSession:
     """A session of a running OpenEnv server, through OpenEnv's own WebSocket client."""
 
@@ -142,6 +152,7 @@ class RemoteSession:
         self.connect_timeout_s = connect_timeout_s
         self.message_timeout_s = message_timeout_s
         self._client: Any = None
+        self._finalizer: weakref.finalize | None = None
         try:
             self._fetch_schema()  # asks the server only the first time (_schemas)
         except PeerError as exc:  # while setting up, a server that does not answer is a wrong address
@@ -185,6 +196,9 @@ class RemoteSession:
                     connect_timeout_s=self.connect_timeout_s,
                     message_timeout_s=self.message_timeout_s,
                 ).sync()
+                # Jobs drop environments without closing them; the client's loop thread would keep
+                # its server session open (a capacity slot) for good. Closed when this goes away.
+                self._finalizer = weakref.finalize(self, close_in_background, self._client)
             result = run(self._client)
         except TimeoutError as exc:
             self._drop_client()
@@ -214,15 +228,12 @@ class RemoteSession:
         client, self._client = self._client, None
         if client is None:
             return
-
-        def close() -> None:
-            with contextlib.suppress(Exception):  # closing a dead connection may fail too
-                client.close()
-
+        if self._finalizer is not None:
+            self._finalizer.detach()
         if wait:
-            close()
+            close_quietly(client)
         else:
-            threading.Thread(target=close, name="openenv-close", daemon=True).start()
+            close_in_background(client)
 
     def close(self) -> None:
         self._drop_client(wait=True)

@@ -103,6 +103,7 @@ class PeerEnv(TextEnv):
     """
 
     peer_name: ClassVar[str] = "peer"  # the standard's name: "openenv", "trl", ...
+    _init_arguments: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class PeerEnv(TextEnv):
         self.feedback_fn = resolve_feedback_fn(feedback_fn)
         self.success_threshold = float(success_threshold)
         self._reset_error: str | None = None
+        self._reset_traceback = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Record each adapter's constructor arguments so a copy can be built fresh (__deepcopy__).
@@ -124,10 +126,10 @@ class PeerEnv(TextEnv):
         if init is None:
             return
 
-        def recording_init(self: PeerEnv, *args: Any, __init: Any = init, **kw: Any) -> None:
-            if not hasattr(self, "_init_arguments"):
+        def recording_init(self: PeerEnv, *args: Any, __original: Any = init, **kw: Any) -> None:
+            if not hasattr(self, "_init_arguments"):  # the outermost subclass's call is the one to repeat
                 self._init_arguments = (args, dict(kw))
-            __init(self, *args, **kw)
+            __original(self, *args, **kw)
 
         recording_init.__doc__ = init.__doc__
         recording_init.__wrapped__ = init  # type: ignore[attr-defined]  # inspect.signature sees the real one

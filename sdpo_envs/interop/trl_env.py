@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..core import Messages, Turn
+from ..feedback import Verdict
 from ..tags import strip_thinking
 from ..tasks import ProceduralTaskSource
 from ..tool_calls import MalformedCall, parse_tool_calls
@@ -243,7 +244,7 @@ class TRLEnv(PeerEnv):
             info={"calls": [r.to_dict() for r in results], "errors": errors},
             environment=self.environment,
         )
-        verdict = "tool_error" if errors else "pass"
+        verdict: Verdict = "tool_error" if errors else "pass"
         feedback = self.feedback(step, verdict=verdict, calls=step.info["calls"])
         return Turn(0.0, feedback, message)
 
@@ -271,7 +272,7 @@ class TRLEnv(PeerEnv):
         if self.has_get_reward:
             try:
                 value = self.environment.get_reward()
-                if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
                     value = asyncio.run(value)
             except Exception as exc:
                 raise PeerError(describe_exception(f"{name}.get_reward()", exc)) from exc
@@ -293,7 +294,7 @@ class TRLEnv(PeerEnv):
                     log_metric=lambda *a, **k: None,
                     **columns,
                 )
-                if inspect.isawaitable(values):
+                if inspect.iscoroutine(values):
                     values = asyncio.run(values)
                 values = list(values)
             except Exception as exc:

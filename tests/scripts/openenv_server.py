@@ -103,8 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
     parser.add_argument("--env", default="target", choices=sorted(ENVS))
+    parser.add_argument("--max-sessions", type=int, default=32, help="concurrent WebSocket sessions")
     args = parser.parse_args()
-    app = create_fastapi_app(ENVS[args.env], ProgramAction, RunObservation, max_concurrent_envs=32)
+    app = create_fastapi_app(
+        ENVS[args.env], ProgramAction, RunObservation, max_concurrent_envs=args.max_sessions
+    )
     uvicorn.run(app, fd=args.fd, log_level="warning")
 
 
