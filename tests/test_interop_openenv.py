@@ -180,9 +180,11 @@ def test_judge_errors_are_left_out_of_the_loss(tmp_path):
         model=model, args=args, env=OpenEnvEnv(openenv_server.RaisingEnv), processing_class=tokenizer
     )
     batch = trainer.build_batch([{"task_index": 0}] * 4, "train")
-    assert batch["valid"].tolist() == [0.0] * 4
-    assert torch.all(batch["advantages"] == 0)
-    assert batch["self_distillation_mask"].tolist() == [0.0] * 4  # no judge-error text reaches the teacher
+    assert batch.valid.tolist() == [0.0] * 4
+    assert torch.all(batch.advantages == 0)
+    assert (
+        batch.teacher.self_distillation_mask.tolist() == [0.0] * 4
+    )  # no judge-error text reaches the teacher
 
 
 def test_an_action_field_that_cannot_be_told_is_a_clear_error():

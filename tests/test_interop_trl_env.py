@@ -222,7 +222,7 @@ def test_grpo_trains_on_a_spec_string_and_judge_errors_are_left_out(tmp_path):
         model=model, args=args, env=TRLEnv(RaisingReward, dataset=ROWS), processing_class=tokenizer
     )
     batch = broken.build_batch([{"task_index": 0}] * 4, "train")
-    assert batch["valid"].tolist() == [0.0] * 4 and torch.all(batch["advantages"] == 0)
+    assert batch.valid.tolist() == [0.0] * 4 and torch.all(batch.advantages == 0)
 
 
 def test_tool_results_continue_the_conversation_token_exactly():
