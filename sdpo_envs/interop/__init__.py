@@ -6,12 +6,14 @@ spec strings the CLI takes. The adapters live one per module (``openenv``, ``trl
 and are imported on use, so ``import sdpo_envs`` never imports a peer package.
 """
 
+from .gym_ids import GYM_IDS
 from .peer_env import FEEDBACK_FN_SOURCE, FeedbackFn, PeerEnv, PeerError, PeerStep, load_object
 from .spec import ADAPTERS, make_from_spec, split_spec
 
 __all__ = [
     "ADAPTERS",
     "FEEDBACK_FN_SOURCE",
+    "GYM_IDS",
     "FeedbackFn",
     "PeerEnv",
     "PeerError",

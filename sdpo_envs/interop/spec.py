@@ -15,6 +15,12 @@ prefix          target                                      example
 ``trl:``        ``module:Class`` of a TRL                   ``trl:my_envs.wordle:WordleEnv``
                 ``environment_factory`` class (or a
                 zero-argument factory)
+``verifiers:``  a verifiers environment id, loaded by       ``verifiers:my_math_env``
+                ``vf.load_environment`` (its module's
+                ``load_environment(**env_args)``)
+``gem:``        a registered GEM env id (``gem.make``)      ``gem:game:GuessTheNumber-v0-easy``
+``skyrl:``      a registered SkyRL-gym env id; the tasks    ``skyrl:gsm8k`` with
+                are SkyRL dataset rows (``dataset=``)       ``--env-arg dataset=rows.jsonl``
 ==============  ==========================================  ==========================================
 
 ``--env-arg key=value`` pairs become the adapter's keyword arguments (``dataset=``,
@@ -33,6 +39,9 @@ from ..core import TextEnv
 ADAPTERS: dict[str, str] = {
     "openenv": "sdpo_envs.interop.openenv:from_spec",
     "trl": "sdpo_envs.interop.trl_env:from_spec",
+    "verifiers": "sdpo_envs.interop.verifiers_env:from_spec",
+    "gem": "sdpo_envs.interop.gem_env:from_spec",
+    "skyrl": "sdpo_envs.interop.skyrl_env:from_spec",
 }
 
 
