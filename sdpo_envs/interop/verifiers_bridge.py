@@ -142,7 +142,6 @@ class RolloutDriver:
         if self.loop.is_running() or self.loop.is_closed():  # a step that hung: leave that loop behind
             self.loop = asyncio.new_event_loop()
         self.failed_reward_functions = []
-        record_reward_failures(env.rubric)
         self.task = self.loop.create_task(self._rollout(env, row, PolicyClient(self)))
         return self._advance()
 

@@ -50,6 +50,7 @@ from .verifiers_bridge import (
     message_text,
     model_response,
     parse_tool_calls,
+    record_reward_failures,
     tool_schemas,
 )
 
@@ -108,6 +109,7 @@ class VerifiersEnv(PeerEnv):
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         self.vf_env = load_verifiers_env(env, env_args)
+        record_reward_failures(self.vf_env.rubric)  # here, not per rollout: rollouts run in many threads
         if dataset is None:
             dataset = self.vf_env.get_dataset() if split == "train" else self.vf_env.get_eval_dataset()
         peer_turns = int(getattr(self.vf_env, "max_turns", -1) or -1)
