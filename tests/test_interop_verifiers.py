@@ -203,6 +203,10 @@ def test_bad_arguments_are_clear_errors():
         VerifiersEnv(math_env(), split="test")
     with pytest.raises(TypeError, match=r"expected a vf\.Environment"):
         VerifiersEnv(lambda: "not an env")
+    eval_only = vf.SingleTurnEnv(eval_dataset=QUESTIONS, rubric=vf.Rubric(funcs=[exact]))
+    with pytest.raises(ValueError, match="has no train dataset: pass split='eval'"):
+        VerifiersEnv(eval_only)
+    assert len(VerifiersEnv(eval_only, split="eval").tasks) == 8
     env = VerifiersEnv(math_env())
     with pytest.raises(ValueError, match="task field 'prompt' must be a non-empty list"):
         env.reset(options={"task": {"question": "no prompt"}})

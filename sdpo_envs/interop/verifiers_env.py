@@ -110,6 +110,15 @@ class VerifiersEnv(PeerEnv):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         self.vf_env = load_verifiers_env(env, env_args)
         record_reward_failures(self.vf_env.rubric)  # here, not per rollout: rollouts run in many threads
+        if (
+            dataset is None
+            and split == "train"
+            and self.vf_env.dataset is None
+            and self.vf_env.dataset_source is None
+        ):
+            raise ValueError(
+                "the verifiers environment has no train dataset: pass split='eval' or dataset=..."
+            )
         if dataset is None:
             dataset = self.vf_env.get_dataset() if split == "train" else self.vf_env.get_eval_dataset()
         peer_turns = int(getattr(self.vf_env, "max_turns", -1) or -1)
