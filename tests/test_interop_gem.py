@@ -73,7 +73,7 @@ def test_a_multi_turn_game_stays_multi_turn_token_exact(tmp_path):
         trainer,
         ScriptedGenerator(trainer.processing_class, lambda text, turn: "odd" if turn == 0 else "even"),
     )
-    _, rollouts = trainer.rollout([{"task_index": 7}] * 4)
+    rollouts = trainer.rollout([{"task_index": 7}] * 4, "train").rollouts
     for rollout in rollouts:
         assert rollout.turns == 2 and rollout.feedback.success and rollout.env_reward == 1.0
         assert "Odd length 3; try once more.\nYour answer:" in environment_text(
@@ -175,7 +175,7 @@ def test_reset_failure_and_grpo_leaves_judge_errors_out_of_the_loss(tmp_path):
     assert info["verdict"] == "judge_error" and "OSError: no game data" in info["feedback"].details["reason"]
     trainer = grpo_trainer(lambda: GemEnv(Broken(RuntimeError("down"))), tmp_path)
     batch = trainer.build_batch([{"task_index": 0}] * 4, "train")
-    assert batch["valid"].sum() == 0 and torch.all(batch["advantages"] == 0)
+    assert batch.valid.sum() == 0 and torch.all(batch.advantages == 0)
 
 
 def test_bad_arguments_are_clear_errors():

@@ -79,7 +79,7 @@ def test_skyrls_multi_turn_env_stays_multi_turn_token_exact(tmp_path):
     use_generator(
         trainer, ScriptedGenerator(trainer.processing_class, lambda text, turn: f"#### {5 + 2 * turn}")
     )
-    _, rollouts = trainer.rollout([{"task_index": 0}] * 4)
+    rollouts = trainer.rollout([{"task_index": 0}] * 4, "train").rollouts
     for rollout in rollouts:
         assert rollout.turns == 2 and rollout.feedback.success and rollout.env_reward == 1.0
         assert "Please provide your step-by-step reasoning" in environment_text(
@@ -171,7 +171,7 @@ def test_a_row_the_env_cannot_be_built_from_is_a_judge_error_and_left_out_of_the
     )
     trainer = grpo_trainer(lambda: SkyRLEnv(dataset=rows * 4), tmp_path)
     batch = trainer.build_batch([{"task_index": 0}] * 4, "train")
-    assert batch["valid"].sum() == 0 and torch.all(batch["advantages"] == 0)
+    assert batch.valid.sum() == 0 and torch.all(batch.advantages == 0)
 
 
 def test_bad_arguments_are_clear_errors():

@@ -121,7 +121,7 @@ def test_tool_env_runs_hermes_tool_calls_token_exact_through_the_agent_loop(tmp_
         )
 
     use_generator(trainer, ScriptedGenerator(trainer.processing_class, script))
-    _, rollouts = trainer.rollout([{"task_index": 5}] * 4)
+    rollouts = trainer.rollout([{"task_index": 5}] * 4, "train").rollouts
     for rollout in rollouts:
         assert rollout.turns == 2 and rollout.feedback.success and rollout.env_reward == 1.0
         assert "<tool_response>\n10\n</tool_response>" in environment_text(trainer.processing_class, rollout)
@@ -193,7 +193,7 @@ def test_setup_failure_starts_the_episode_and_its_first_step_is_a_judge_error():
 def test_grpo_leaves_judge_errors_out_of_the_loss(tmp_path):
     trainer = grpo_trainer(lambda: VerifiersEnv(math_env(_raises)), tmp_path)
     batch = trainer.build_batch([{"task_index": 0}] * 4, "train")
-    assert batch["valid"].sum() == 0 and torch.all(batch["advantages"] == 0)
+    assert batch.valid.sum() == 0 and torch.all(batch.advantages == 0)
     trainer.train()
     assert trainer.state.log_history[0]["judge_error_rate"] == 1.0
 

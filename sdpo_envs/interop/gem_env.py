@@ -105,7 +105,8 @@ class GemEnv(PeerEnv):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> GemEnv:
         # A GEM env holds one episode's state: a copy of the adapter gets its own GEM env.
-        args, kwargs = getattr(self, "_init_arguments", ((), {}))
+        recorded: tuple[tuple[Any, ...], dict[str, Any]] = getattr(self, "_init_arguments", ((), {}))
+        args, kwargs = recorded
         fresh = [copy.deepcopy(a, memo) if isinstance(a, gem.Env) else a for a in args]
         if isinstance(kwargs.get("env"), gem.Env):
             kwargs = {**kwargs, "env": copy.deepcopy(kwargs["env"], memo)}

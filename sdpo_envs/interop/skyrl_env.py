@@ -118,7 +118,7 @@ class SkyRLEnv(PeerEnv):
     def peer_reset(self, task: Mapping[str, Any]) -> Messages:
         self._close_peer()
         self.observation_role = "user"
-        env_class = self.env_class or task.get(ENV_CLASS)
+        env_class: Any = self.env_class or task.get(ENV_CLASS)
         extras = {k: copy.deepcopy(v) for k, v in task.items() if k not in ("prompt", ENV_CLASS)}
         extras.setdefault("max_turns", self.max_turns)
         if isinstance(env_class, str):

@@ -15,7 +15,6 @@ import contextvars
 import functools
 import inspect
 import json
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from typing import Any
 import verifiers as vf
 from verifiers.types import Response, ResponseMessage, ToolCall
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+from ..tool_calls import TOOL_CALL_OPEN, MalformedCall
+from ..tool_calls import parse_tool_calls as read_tool_calls
+
 # Reward functions that raised during this rollout's scoring (verifiers logs them and scores 0).
 _failures: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "vf_reward_failures", default=None
@@ -206,23 +207,17 @@ class RolloutDriver:
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[ToolCall]]:
-    """Hermes/Qwen ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks as
-    verifiers ``ToolCall``s, and the text without them. A block that is not valid JSON is
-    passed on as is, so the environment reports the error to the model as it would."""
+    """Hermes/Qwen ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks (read by
+    ``sdpo_envs.tool_calls``, in linear time) as verifiers ``ToolCall``s, and the text before
+    them. A block that cannot be read is passed on as its raw text, so the environment reports
+    the error to the model as it would for any malformed call."""
     calls = []
-    for i, match in enumerate(_TOOL_CALL.finditer(text)):
-        body = match.group(1)
-        name, arguments = "", body
-        try:
-            parsed = json.loads(body)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict):
-            name = str(parsed.get("name", ""))
-            raw = parsed.get("arguments", {})
-            arguments = raw if isinstance(raw, str) else json.dumps(raw)
-        calls.append(ToolCall(id=f"call_{i}", name=name, arguments=arguments))
-    return _TOOL_CALL.sub("", text).strip() if calls else text, calls
+    for i, call in enumerate(read_tool_calls(text)):
+        if isinstance(call, MalformedCall):
+            calls.append(ToolCall(id=f"call_{i}", name="", arguments=call.raw))
+        else:
+            calls.append(ToolCall(id=f"call_{i}", name=call.name, arguments=json.dumps(call.arguments)))
+    return (text[: text.find(TOOL_CALL_OPEN)].strip() if calls else text), calls
 
 
 def tool_schemas(tool_defs: list[Any] | None) -> list[dict[str, Any]]:
