@@ -239,3 +239,84 @@ def test_trl_grpo_trainer_trains_two_steps_on_exported_code_exec(tmp_path, monke
         assert log["rewards/CodeExecV0/mean"] == pytest.approx(sum(r for _, r, _ in step) / len(step))
     failed = [text for step in seen for v, _, text in step if v == "wrong_answer"]
     assert all("Wrong answer" in text for text in failed)
+
+
+# -- our trainers take TRL's environment_factory= too ------------------------------------------------
+FAST = {
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    "max_completion_length": 8,
+    "logging_steps": 1,
+    "report_to": "none",
+    "save_strategy": "no",
+    "disable_tqdm": True,
+}
+
+
+def test_sdpo_trainer_takes_environment_factory_with_the_feedback_in_the_reprompt(tmp_path):
+    from sdpo_agent import SDPOConfig, SDPOTrainer
+    from sdpo_agent.models.tiny import build_tiny_model
+
+    captured = []
+
+    class Capture:
+        def on_teacher_context_built(self, teacher_input_ids, **kwargs):
+            captured.append(teacher_input_ids)
+
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    environment = trl_environment("sdpo/MCQ-v0")
+    model, tokenizer = build_tiny_model()
+    args = SDPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        include_environment_feedback=True,
+        env_kwargs={"feedback_fn": lambda step: step.environment.feedback_text},
+        **FAST,
+    )
+    trainer = SDPOTrainer(
+        model=model,
+        args=args,
+        environment_factory=environment,
+        train_dataset=trl_dataset(environment, n=4),
+        processing_class=tokenizer,
+        callbacks=[Capture()],
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2
+    texts = [tokenizer.decode(ids, skip_special_tokens=True) for batch in captured for ids in batch]
+    # The tiny model calls no tool: the export's verdict reached the teacher through the instance.
+    assert any("without a call to the `submit` tool" in t for t in texts)
+
+
+def test_grpo_trainer_takes_environment_factory_and_trl_reward_functions(tmp_path):
+    from sdpo_agent import GRPOConfig, GRPOTrainer
+    from sdpo_agent.models.tiny import build_tiny_model
+
+    calls = []
+
+    def verdict_bonus(completions, environments, **kwargs):  # TRL's convention next to an environment
+        calls.append([e.verdict for e in environments])
+        return [0.0 for _ in environments]
+
+    environment = trl_environment("sdpo/MCQ-v0")
+    model, tokenizer = build_tiny_model()
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=2, **FAST)
+    trainer = GRPOTrainer(
+        model=model,
+        args=args,
+        reward_funcs=[verdict_bonus],
+        environment_factory=environment,
+        train_dataset=trl_dataset(environment, n=4),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2 and calls
+    assert all(
+        v == ["format_error"] for v in calls
+    )  # one instance per rollout; no submit call: the export says so
+    with pytest.raises(ValueError, match="env= or environment_factory=, not both"):
+        GRPOTrainer(model=model, args=args, env="sdpo/MCQ-v0", environment_factory=environment)
+    with pytest.raises(ValueError, match="dict environment_factory"):
+        GRPOTrainer(model=model, args=args, environment_factory={"mcq": environment})
