@@ -126,6 +126,9 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="clash"):
         trl_environment("sdpo/ToolUse-v0", tools=[_submit_tool])
     assert trl_dataset(trl_environment("sdpo/ToolUse-v0"), n=3)["task_index"] == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"only_tools names unknown tool\(s\) \['sq1'\]"):
+        trl_environment("sdpo/ToolUse-v0", only_tools=["sq1"])
+    assert tools_of(trl_environment("sdpo/ToolUse-v0", only_tools=["sql"])) == ["sql", "submit"]
 
 
 def _submit_tool(x: str) -> str:
@@ -138,34 +141,69 @@ def _submit_tool(x: str) -> str:
 
 
 # -- TRL's own GRPOTrainer -----------------------------------------------------------------------
-def teach(model, tokenizer, prompt_text: str, targets: list[str], steps: int = 60) -> None:
-    """Fit the tiny model to answer ``prompt_text`` with one of ``targets`` (equally likely), so
-    that its rollouts call the tools. The prompt's keys and values are computed without gradient
-    (the prompt is long, the answers short)."""
-    prompt = tokenizer(prompt_text, add_special_tokens=False).input_ids
-    rows = [prompt + tokenizer(t, add_special_tokens=False).input_ids for t in targets]
-    width = max(map(len, rows))
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    labels = ids[:, len(prompt) :].masked_fill(ids[:, len(prompt) :] == pad, -100)
+def teach(model, pad_id: int, examples: list[tuple[list[int], list[list[int]]]], steps: int = 60) -> None:
+    """Fit the tiny model to continue each prompt (token ids) with one of its targets (equally
+    likely), so that its rollouts call the tools. A prompt's keys and values are computed without
+    gradient (prompts are long, answers short)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(steps):
-        with torch.no_grad():
-            cache = model(input_ids=torch.tensor([prompt[:-1]]), use_cache=True).past_key_values
-        for layer in cache.layers:
-            layer.keys = layer.keys.expand(len(rows), -1, -1, -1).contiguous()
-            layer.values = layer.values.expand(len(rows), -1, -1, -1).contiguous()
-        logits = model(input_ids=ids[:, len(prompt) - 1 : -1], past_key_values=cache).logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        for prompt, targets in examples:
+            rows = [prompt + target for target in targets]
+            width = max(map(len, rows))
+            ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
+            labels = torch.tensor([t + [-100] * (width - len(prompt) - len(t)) for t in targets])
+            with torch.no_grad():
+                cache = model(input_ids=torch.tensor([prompt[:-1]]), use_cache=True).past_key_values
+            for layer in cache.layers:
+                layer.keys = layer.keys.expand(len(rows), -1, -1, -1).contiguous()
+                layer.values = layer.values.expand(len(rows), -1, -1, -1).contiguous()
+            logits = model(input_ids=ids[:, len(prompt) - 1 : -1], past_key_values=cache).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), labels.flatten(), ignore_index=-100
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def submit_call(code: str) -> str:
-    call = json.dumps({"name": "submit", "arguments": {"code": code}})
-    return f"<tool_call>\n{call}\n</tool_call><|im_end|>"
+def tool_call_ids(tokenizer, name: str, **arguments) -> list[int]:
+    """The tokens of one Hermes tool call ending the assistant's turn."""
+    call = json.dumps({"name": name, "arguments": arguments})
+    return tokenizer(f"<tool_call>\n{call}\n</tool_call><|im_end|>", add_special_tokens=False).input_ids
+
+
+def prompt_ids(tokenizer, environment_cls, instance, text: str) -> list[int]:
+    """The prompt as TRL renders it: the reset text as the user message, the class's tools."""
+    tools = [getattr(instance, name) for name in tools_of(environment_cls)]
+    messages = [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, return_dict=False)
+
+
+def tool_suffix_ids(tokenizer, name: str, content: str) -> list[int]:
+    """What TRL appends after a tool call: the tool message and the next assistant header."""
+    call = [{"type": "function", "function": {"name": name, "arguments": {}}}]
+    dummy = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "", "tool_calls": call}]
+    prefix = tokenizer.apply_chat_template(dummy, return_dict=False)
+    full = tokenizer.apply_chat_template(
+        [*dummy, {"role": "tool", "name": name, "content": content}],
+        add_generation_prompt=True,
+        return_dict=False,
+    )
+    prefix = prefix[: len(prefix) - prefix[::-1].index(tokenizer.eos_token_id)]  # up to the last EOS, as TRL
+    return full[len(prefix) :]
+
+
+def tiny_tool_caller():
+    from trl.chat_template_utils import qwen3_template
+
+    from sdpo_agent.models.tiny import build_tiny_model
+
+    model, tokenizer = build_tiny_model()
+    tokenizer.padding_side = "left"
+    # The tiny tokenizer's template is Hermes/Qwen-style; TRL parses tool calls with Qwen's template.
+    tokenizer.response_template = qwen3_template
+    return model, tokenizer
 
 
 @pytest.fixture
@@ -179,23 +217,14 @@ def one_thread():
 
 def test_trl_grpo_trainer_trains_two_steps_on_exported_code_exec(tmp_path, monkeypatch, one_thread):
     trl = pytest.importorskip("trl")
-    from trl.chat_template_utils import qwen3_template
-
-    from sdpo_agent.models.tiny import build_tiny_model
-
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     environment = trl_environment("sdpo/CodeExec-v0", dataset=[ADD_TASK])
-    model, tokenizer = build_tiny_model()
-    tokenizer.padding_side = "left"
-    # The tiny tokenizer's template is Hermes/Qwen-style; TRL parses tool calls with Qwen's template.
-    tokenizer.response_template = qwen3_template
+    model, tokenizer = tiny_tool_caller()
     probe = environment()
-    text = probe.reset(prompt=EMPTY_PROMPT, task_index=0)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], tools=[probe.submit], add_generation_prompt=True, tokenize=False
-    )
+    prompt = prompt_ids(tokenizer, environment, probe, probe.reset(prompt=EMPTY_PROMPT, task_index=0))
     right, wrong = "def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b"
-    teach(model, tokenizer, prompt, [submit_call(right), submit_call(wrong)])
+    targets = [tool_call_ids(tokenizer, "submit", code=code) for code in (right, wrong)]
+    teach(model, tokenizer.pad_token_id, [(prompt, targets)])
 
     seen: list[list[tuple[str | None, float | None, str]]] = []
 
@@ -239,6 +268,66 @@ def test_trl_grpo_trainer_trains_two_steps_on_exported_code_exec(tmp_path, monke
         assert log["rewards/CodeExecV0/mean"] == pytest.approx(sum(r for _, r, _ in step) / len(step))
     failed = [text for step in seen for v, _, text in step if v == "wrong_answer"]
     assert all("Wrong answer" in text for text in failed)
+
+
+def grpo_config(trl, tmp_path, **overrides):
+    return trl.GRPOConfig(
+        **{
+            "output_dir": str(tmp_path),
+            "max_steps": 2,
+            "per_device_train_batch_size": 4,
+            "num_generations": 4,
+            "learning_rate": 1e-4,
+            "logging_steps": 1,
+            "report_to": [],
+            "bf16": False,
+            "use_cpu": True,
+            "save_strategy": "no",
+            "disable_tqdm": True,
+            "seed": 0,
+            **overrides,
+        }
+    )
+
+
+def test_trl_grpo_trainer_trains_two_steps_on_exported_tool_use_multi_turn(tmp_path, monkeypatch, one_thread):
+    trl = pytest.importorskip("trl")
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    environment = trl_environment("sdpo/ToolUse-v0", only_tools=["convert"])  # a short prompt
+    model, tokenizer = tiny_tool_caller()
+    probe = environment()
+    first = prompt_ids(tokenizer, environment, probe, probe.reset(prompt=EMPTY_PROMPT, task_index=3))
+    task = probe.env.task
+    (call,) = task["reference_calls"]  # one call: convert a unit
+    result = getattr(probe, call["name"])(**call["arguments"])
+    calling = tool_call_ids(tokenizer, call["name"], **call["arguments"])
+    second = first + calling + tool_suffix_ids(tokenizer, call["name"], result)
+    answers = [tool_call_ids(tokenizer, "submit", answer=a) for a in (str(task["answer"]), "2.548")]
+    teach(model, tokenizer.pad_token_id, [(first, [calling]), (second, answers)])
+
+    seen = []
+
+    def read_feedback(completions, environments, **kwargs):
+        seen.append([(e.verdict, e.reward, [m["role"] for m in e.messages]) for e in environments])
+        return [0.0] * len(completions)
+
+    trainer = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=[read_feedback],
+        args=grpo_config(trl, tmp_path, max_completion_length=256, max_tool_calling_iterations=2),
+        train_dataset=trl_dataset(environment, n=4).select([3]),
+        processing_class=tokenizer,
+        environment_factory=environment,
+    )
+    assert trainer.train().global_step == 2
+    logs = [h for h in trainer.state.log_history if "rewards/ToolUseV0/mean" in h]
+    assert len(logs) == 2 and len(seen) == 2
+    for step, log in zip(seen, logs):
+        assert [r for v, r, _ in step] == [1.0 if v == "pass" else 0.0 for v, _, _ in step]
+        assert log["rewards/ToolUseV0/mean"] == pytest.approx(sum(r for _, r, _ in step) / len(step))
+    judged = [(v, roles) for step in seen for v, _, roles in step if v in ("pass", "wrong_answer")]
+    assert judged, seen  # some rollouts called the tool, read its result, then answered
+    assert all(roles[-3:] == ["assistant", "tool", "assistant"] for _, roles in judged)
 
 
 # -- our trainers take TRL's environment_factory= too ------------------------------------------------

@@ -40,7 +40,7 @@ import inspect
 import itertools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 import datasets
@@ -280,6 +280,7 @@ def trl_environment(
     seed: int | None = 0,
     max_submissions: int = 1,
     name: str | None = None,
+    only_tools: Iterable[str] | None = None,
     **make_kwargs: Any,
 ) -> type[SDPOEnvironment]:
     """A TRL ``environment_factory`` class for the sdpo environment ``env`` (an id such as
@@ -287,7 +288,8 @@ def trl_environment(
 
     ``seed``: instance *k* draws its tasks (when rows do not name them) from ``seed + k``;
     ``None`` leaves them unseeded. TRL logs the reward under the class's ``name`` (default from
-    the id, e.g. ``ToolUseV0``). See the module docstring for what the class does.
+    the id, e.g. ``ToolUseV0``). ``only_tools``: of a tool env's tools, only these become methods
+    (shorter prompts when a task set needs few). See the module docstring for what the class does.
     """
     if max_submissions < 1:
         raise ValueError(f"max_submissions must be >= 1, got {max_submissions}")
@@ -297,8 +299,16 @@ def trl_environment(
         toolbox = getattr(probe, "toolbox", None)
         if toolbox is not None:
             base: type[SDPOEnvironment] = _ToolSubmission
-            tools = {tool: toolbox[tool].function for tool in toolbox.names}
+            chosen = toolbox.names if only_tools is None else list(only_tools)
+            unknown = [tool for tool in chosen if tool not in toolbox]
+            if unknown:
+                raise ValueError(
+                    f"only_tools names unknown tool(s) {unknown}; the env's tools: {toolbox.names}"
+                )
+            tools = {tool: toolbox[tool].function for tool in chosen}
         else:
+            if only_tools is not None:
+                raise ValueError(f"only_tools is for tool environments; {env!r} has no toolbox")
             base = _CodeSubmission if callable(getattr(probe, "judge_solution", None)) else _AnswerSubmission
             tools = {}
     finally:
