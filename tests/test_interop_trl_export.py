@@ -95,6 +95,20 @@ def test_task_rows_as_columns_and_a_prompt_that_already_has_text():
         mcq.reset(prompt=EMPTY_PROMPT, task=3)
 
 
+def test_without_a_dataset_each_instance_draws_its_task_from_its_own_seed():
+    def drawn(cls, n):
+        instances = [cls() for _ in range(n)]
+        for instance in instances:
+            instance.reset(prompt=EMPTY_PROMPT)  # TRL's placeholder row
+        return [instance.env.task["task_id"] for instance in instances]
+
+    first = drawn(trl_environment("sdpo/ToolUse-v0", seed=7), 3)
+    assert first == drawn(trl_environment("sdpo/ToolUse-v0", seed=7), 3)  # seed + k, reproducible
+    assert len(set(first)) == 3
+    env = trl_environment("sdpo/ToolUse-v0", seed=7)()
+    assert "`submit` tool" in env.reset(prompt=EMPTY_PROMPT)
+
+
 def test_a_rollout_without_submit_is_a_format_error_and_a_judge_fault_is_no_reward():
     env = trl_environment("sdpo/MCQ-v0")()
     env.reset(prompt=EMPTY_PROMPT, task_index=0)
