@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -125,3 +126,17 @@ def test_unknown_env_id_is_a_one_line_usage_error():
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sdpo: error: unknown environment 'sdpo/Nope-v0'")
+
+
+def test_a_port_in_use_is_a_one_line_usage_error(capsys):
+    from sdpo_agent.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--env", "sdpo/MCQ-v0", "--port", str(port)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"sdpo: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )

@@ -11,7 +11,11 @@ from .options import add_env_args, parse_pairs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="environment id (`sdpo envs` lists them)")
+    parser.add_argument(
+        "--env",
+        required=True,
+        help="environment id (`sdpo envs` lists them) or a spec string (trl:..., openenv:...)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(

@@ -211,7 +211,11 @@ def serve(
     app = create_sdpo_app(env, max_sessions=max_sessions, **make_kwargs)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
     print(f"serving {env} on http://{host}:{bound} (OpenEnv protocol; WebSocket /ws)", flush=True)
     config = uvicorn.Config(app, log_level="warning")
