@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sft": "supervised warm start on oracle demonstrations (cached; RL runs then start from it)",
     "compare": "compare SDPO with RLVR baselines on the same env, seeds and budget (plots + report)",
     "discover": "test-time SDPO on single questions vs best-of-k and multi-turn retries (discovery@k report)",
+    "serve": "serve an environment over OpenEnv's HTTP/WebSocket protocol, for OpenEnv clients",
 }
 
 

@@ -32,6 +32,7 @@ from ..rollout.prompt_sampler import RepeatSampler
 from ..rollout.task_rows import TASK_INDEX, env_task_dataset, reset_options
 from .diagnostics import Diagnostics
 from .policy_logits import sampled_token_log_probs
+from .trl_environments import resolve_environment_factory
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,11 @@ class RolloutTrainer(Trainer):
         optimizers: tuple[Any, Any] = (None, None),
         peft_config: Any = None,
         env: Any = None,
+        environment_factory: Any = None,
     ) -> None:
+        env, train_dataset, reward_funcs = resolve_environment_factory(
+            environment_factory, env, train_dataset, reward_funcs
+        )
         if args is None:
             name = model if isinstance(model, str) else type(model).__name__
             args = self.config_class(output_dir=f"{str(name).split('/')[-1]}-{self.algorithm}")

@@ -4,6 +4,10 @@
 ``feedback_fn`` contract, peer faults as ``judge_error``); ``spec`` the ``<standard>:<target>``
 spec strings the CLI takes. The adapters live one per module (``openenv``, ``trl_env``, ...)
 and are imported on use, so ``import sdpo_envs`` never imports a peer package.
+
+Outbound, imported on use too: ``trl_export`` (every sdpo environment as a TRL
+``environment_factory`` class) and ``openenv_server`` (an OpenEnv server for any sdpo
+environment; ``sdpo serve``).
 """
 
 from .gym_ids import GYM_IDS
