@@ -6,6 +6,7 @@ call delivered exactly once when an actor, or a whole node, is killed mid-batch.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -13,8 +14,11 @@ import time
 import pytest
 
 import sdpo_envs  # noqa: F401  (registers the environments)
+from sdpo_agent.cli import main
 from sdpo_agent.config import GRPOConfig, SDPOConfig
-from sdpo_envs import batch_step, make_env_factory
+from sdpo_agent.models.tiny import build_tiny_model
+from sdpo_agent.trainers.grpo import GRPOTrainer
+from sdpo_envs import as_reward_func, batch_step, make_env_factory
 from sdpo_envs.executors import (
     LocalExecutor,
     RayConnectionError,
@@ -29,6 +33,16 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one cluster, one test process
 
 MATH_CALLS, CODE_CALLS = 940, 60
+TINY_RUN = {
+    "max_steps": 1,
+    "per_device_train_batch_size": 4,
+    "num_generations": 4,
+    "max_completion_length": 8,
+    "report_to": "none",
+    "gradient_checkpointing": False,
+    "save_strategy": "no",
+    "disable_tqdm": True,
+}
 LOOP = "```python\ndef has_close_elements(numbers, threshold):\n    while True:\n        pass\n```"
 WRONG = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
 
@@ -85,8 +99,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def executor(cluster):
-    ex = RayExecutor(cluster.address, slots_per_node=4)
-    assert ex.wait_ready(nodes=2) == 2
+    ex = make_executor("ray", ray_address=cluster.address)  # the one trainers and CLIs get
+    assert isinstance(ex, RayExecutor) and ex.wait_ready(nodes=2) == 2
+    assert ex.pool.ready_slots == 8  # four per CPU of each node
     yield ex
     ex.close()
 
@@ -188,6 +203,37 @@ def test_a_killed_actor_has_its_calls_rerun_on_the_other(executor):
     assert executor.stats["retries"] > retries  # the victim held calls, and they ran again
     assert executor.wait_ready(nodes=2) == 2  # its node lives: a fresh actor took its place
     assert executor.pool.actors_started > started
+
+
+def test_trainers_and_reward_functions_judge_on_the_cluster(cluster, executor, tmp_path):
+    model, tokenizer = build_tiny_model()
+    args = GRPOConfig(output_dir=str(tmp_path), judge_backend="ray", ray_address=cluster.address, **TINY_RUN)
+    trainer = GRPOTrainer(model=model, args=args, env="sdpo/Math-v0", processing_class=tokenizer)
+    assert trainer.agent.executor is executor  # one warm pool per cluster in a process
+    calls = executor.stats["calls"]
+    trainer.train()
+    assert executor.stats["calls"] - calls == TINY_RUN["per_device_train_batch_size"]
+    assert any("rewards/env/mean" in entry for entry in trainer.state.log_history)
+
+    reward = as_reward_func("sdpo/Math-v0", judge_backend="ray", ray_address=cluster.address)
+    row = make_env_factory("sdpo/Math-v0")().tasks[0]
+    columns = {k: [row[k]] * 2 for k in row}
+    answers = [[{"role": "assistant", "content": f"\\boxed{{{row['answer']}}}"}], "no answer"]
+    assert reward([None, None], answers, **columns) == as_reward_func("sdpo/Math-v0")(
+        [None, None], answers, **columns
+    )
+
+
+def test_the_judge_command_on_the_cluster_prints_what_it_prints_locally(cluster, executor, capsys):
+    calls = executor.stats["calls"]
+    reports = []
+    for flags in ([], ["--judge-backend", "ray", "--ray-address", cluster.address]):
+        assert main(["judge", "--task", "HumanEval/0", "--canonical", "--json", *flags]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    untimed = [{k: v for k, v in r.items() if k != "details"} for r in reports]  # details: CPU and wall s
+    assert untimed[0] == untimed[1] and untimed[0]["verdict"] == "pass"
+    assert [r["details"]["passed"] for r in reports] == [1, 1]
+    assert executor.stats["calls"] == calls + 1  # the second one was judged on the cluster
 
 
 def test_a_node_killed_mid_run_still_delivers_every_verdict_once(cluster, executor, local_verdicts):
