@@ -71,10 +71,12 @@ class RayExecutor(Executor):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.pool.refresh()
-            self.pool.poll(timeout_s=_POLL_S)
+            starting = self.pool.poll(timeout_s=_POLL_S)
             ready = sum(w.ready for w in self.pool.workers.values())
             if ready >= nodes:
                 return ready
+            if not starting:
+                time.sleep(_POLL_S)  # wait for a node to join
         return sum(w.ready for w in self.pool.workers.values())
 
     def map(
@@ -117,7 +119,8 @@ class _Batch:
                 if time.monotonic() - starved_since > self.ex.worker_wait_s:
                     self._give_up_pending()
                     break
-                self.pool.poll(timeout_s=_POLL_S)
+                if not self.pool.poll(timeout_s=_POLL_S):
+                    time.sleep(_POLL_S)  # no actor is starting either: look again shortly
                 continue
             starved_since = None
             self._collect()
@@ -203,9 +206,11 @@ class _Batch:
 
     def _give_up_pending(self) -> None:
         nodes = len(self.pool.alive_nodes())
+        hung = sum(len(w.hung) for w in self.pool.workers.values())
         reason = (
             f"no Ray worker was available for {self.ex.worker_wait_s:g} s "
-            f"(cluster at {self.ex.address or 'the default address'}: {nodes} alive node(s) with CPUs)"
+            f"(cluster at {self.ex.address or 'the default address'}: {nodes} alive node(s) with CPUs, "
+            f"{hung} slot(s) held by calls abandoned at the timeout)"
         )
         while self.pending:
             index = self.pending.popleft()

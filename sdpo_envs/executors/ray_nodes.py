@@ -98,9 +98,9 @@ class NodePool:
             self.workers[node_id] = Worker(handle, node_id, slots, ping=handle.ping.remote())
             self.actors_started += 1
 
-    def poll(self, timeout_s: float = 0.0) -> None:
+    def poll(self, timeout_s: float = 0.0) -> bool:
         """Mark actors that answered their ping ready; drop those whose start failed; free the
-        slots of abandoned calls that have finished."""
+        slots of abandoned calls that have finished. Whether any actor was starting."""
         pings = {w.ping: w for w in self.workers.values() if not w.ready}
         if pings:
             done, _ = self._ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
@@ -115,6 +115,7 @@ class NodePool:
             if worker.hung:
                 done, worker.hung = self._ray.wait(worker.hung, num_returns=len(worker.hung), timeout=0)
                 worker.busy -= len(done)
+        return bool(pings)
 
     def take(self) -> Worker | None:
         """The ready actor with the most free slots (one of them now taken), if any is free."""
