@@ -14,8 +14,10 @@ import time
 import pytest
 
 import sdpo_envs  # noqa: F401  (registers the environments)
-from sdpo_agent.cli import main
+from sdpo_agent.cli import build_parser, main
+from sdpo_agent.cli.job_options import job_spec
 from sdpo_agent.config import GRPOConfig, SDPOConfig
+from sdpo_agent.jobs.eval import EvalSpec
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.trainers.grpo import GRPOTrainer
 from sdpo_envs import as_reward_func, batch_step, make_env_factory
@@ -135,6 +137,19 @@ def test_configs_check_the_judge_backend(config_class, tmp_path):
         config_class(output_dir=str(tmp_path), judge_backend="dask")
     with pytest.raises(ValueError, match="ray_address='h:1' needs judge_backend='ray'"):
         config_class(output_dir=str(tmp_path), ray_address="h:1")
+
+
+def test_the_commands_take_the_judge_backend_flags(capsys):
+    flags = ["--judge-backend", "ray", "--ray-address", "10.0.0.1:6379"]
+    argv = ["compare", "--env", "sdpo/Math-v0", *flags]
+    args = build_parser(argv).parse_args(argv)
+    args._argv = argv
+    assert job_spec(args).overrides == {"judge_backend": "ray", "ray_address": "10.0.0.1:6379"}
+    address = f"127.0.0.1:{free_port()}"
+    assert main(["eval", "--env", "sdpo/Math-v0", "--tasks", "4", *flags[:3], address]) == 2
+    assert f"no Ray cluster answers at {address}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs judge_backend='ray'"):
+        EvalSpec(env="sdpo/Math-v0", ray_address=address)
 
 
 # -- on the cluster ------------------------------------------------------------------------

@@ -135,8 +135,8 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = parse_pairs(args.set, "--set")
     if args.use_vllm:
         overrides["use_vllm"] = True
-    for name in ("judge_backend", "ray_address"):
-        if explicit(args._parser, args, name):
+    for name in ("judge_backend", "ray_address"):  # on the commands that have these flags
+        if hasattr(args, name) and explicit(args._parser, args, name):
             overrides[name] = getattr(args, name)
     return overrides
 

@@ -202,6 +202,7 @@ def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int
     """Evaluate ``spec.model`` on the env's held-out split; the result and the number of tasks."""
     factory = make_env_factory(spec.env, **spec.env_kwargs)
     _, held_out = split_indices(factory(), spec.tasks)  # env mistakes fail before the model loads
+    executor = make_executor(spec.judge_backend, ray_address=spec.ray_address)  # so do cluster ones
     model, tokenizer = resolve_model(spec.model)
     result = evaluate_env(
         model,
@@ -216,6 +217,6 @@ def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int
         seed=spec.seed,
         use_vllm=spec.use_vllm,
         progress=progress,
-        executor=make_executor(spec.judge_backend, ray_address=spec.ray_address),
+        executor=executor,
     )
     return result, len(held_out)
