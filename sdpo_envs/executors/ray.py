@@ -27,6 +27,12 @@ from .ray_runtime import DEFAULT_CONNECT_TIMEOUT_S, connect
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_WAIT_S = 60.0
 _POLL_S = 0.5
+# Calls travel in chunks of up to half an actor's slots (so two chunks keep a node busy): one
+# Ray task per chunk, not per call, which is most of Ray's cost for a millisecond call.
+MAX_CHUNK = 16
+# A chunk's calls time out on the actor, as in the local pool; the driver gives up on a chunk
+# only this long after that (the actor itself is stuck), as a timeout of its calls.
+_DRIVER_GRACE_S = 30.0
 
 
 class RayExecutor(Executor):
@@ -105,7 +111,7 @@ class _Batch:
         self.attempts = [0] * len(self.items)
         self.errors: list[str] = [""] * len(self.items)
         self.pending = deque(range(len(self.items)))
-        self.in_flight: dict[Any, tuple[int, Worker, float]] = {}
+        self.in_flight: dict[Any, tuple[list[int], Worker, float]] = {}  # ref -> calls, actor, deadline
         executor.stats["calls"] += len(self.items)
 
     def run(self) -> list[Outcome]:
@@ -127,52 +133,71 @@ class _Batch:
             self._expire()
         return [r if r is not None else Outcome("infrastructure", error="lost") for r in self.results]
 
+    def _chunk_size(self) -> int:
+        slots = [w.slots for w in self.pool.workers.values() if w.ready] or [1]
+        fair = -(-len(self.pending) // sum(slots))  # spread what is left over every slot
+        return max(1, min(MAX_CHUNK, max(slots) // 2, fair))
+
     def _submit(self) -> None:
         cap = self.ex.max_in_flight
-        while self.pending and (cap is None or len(self.in_flight) < cap):
-            worker = self.pool.take()
-            if worker is None:
+        while self.pending:
+            room = len(self.pending) if cap is None else cap - self._calls_in_flight()
+            taken = self.pool.take(min(room, self._chunk_size())) if room > 0 else None
+            if taken is None:
                 return
-            index = self.pending.popleft()
-            self.attempts[index] += 1
+            worker, size = taken
+            chunk = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
+            worker.busy -= size - len(chunk)
+            for index in chunk:
+                self.attempts[index] += 1
             try:
-                ref = worker.handle.run.remote(self.fn_ref, self.items[index])
+                ref = worker.handle.run_chunk.remote(
+                    self.fn_ref, [self.items[i] for i in chunk], self.timeout_s
+                )
             except TypeError as exc:  # Ray could not pickle it: a usage error, not a verdict
-                worker.busy -= 1
+                worker.busy -= len(chunk)
                 self._abandon_in_flight()
                 raise TypeError(
-                    f"call {index} ({type(self.items[index]).__name__}) cannot be sent to a Ray worker: "
+                    f"a call ({type(self.items[chunk[0]]).__name__}) cannot be sent to a Ray worker: "
                     f"{_first_line(exc)}; make it picklable or use judge_backend='local'"
                 ) from exc
-            self.in_flight[ref] = (index, worker, time.monotonic())
+            self.in_flight[ref] = (chunk, worker, self._deadline(len(chunk)))
+
+    def _deadline(self, calls: int) -> float:
+        if self.timeout_s is None:
+            return float("inf")
+        return time.monotonic() + self.timeout_s * calls + _DRIVER_GRACE_S
+
+    def _calls_in_flight(self) -> int:
+        return sum(len(chunk) for chunk, _, _ in self.in_flight.values())
 
     def _abandon_in_flight(self) -> None:
-        for ref, (_, worker, _) in self.in_flight.items():
-            worker.hung.append(ref)  # their slots come back when they end
+        for ref, (chunk, worker, _) in self.in_flight.items():
+            worker.hung[ref] = len(chunk)  # their slots come back when they end
         self.in_flight.clear()
 
     def _collect(self) -> None:
-        wait_s = _POLL_S
-        if self.timeout_s is not None:
-            oldest = min(started for _, _, started in self.in_flight.values())
-            wait_s = max(0.0, min(wait_s, oldest + self.timeout_s - time.monotonic()))
-        done, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=wait_s)
-        # Take every call that is already done, not just the first.
+        soonest = min(deadline for _, _, deadline in self.in_flight.values())
+        wait_s = max(0.0, min(_POLL_S, soonest - time.monotonic()))
+        self.ray.wait(list(self.in_flight), num_returns=1, timeout=wait_s)
+        # Take every chunk that is already done, not just the first.
         done, _ = self.ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=0)
         for ref in done:
-            index, worker, _ = self.in_flight.pop(ref)
-            worker.busy -= 1
+            chunk, worker, _ = self.in_flight.pop(ref)
+            worker.busy -= len(chunk)
             try:
-                outcome = self.ray.get(ref)
-            except self.ray.exceptions.RayTaskError as exc:  # the call could not even start there
-                outcome = Outcome("raised", error=_first_line(exc))
+                outcomes = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as exc:  # the calls could not even start there
+                outcomes = [Outcome("raised", error=_first_line(exc))] * len(chunk)
             except self.ray.exceptions.RayError as exc:  # the actor, its node or the link failed
-                self._lost(index, worker, exc)
+                self.pool.retire(worker)
+                for index in reversed(chunk):
+                    self._lost(index, exc)
                 continue
-            self._deliver(index, outcome)
+            for index, outcome in zip(chunk, outcomes):
+                self._deliver(index, outcome)
 
-    def _lost(self, index: int, worker: Worker, exc: Exception) -> None:
-        self.pool.retire(worker)
+    def _lost(self, index: int, exc: Exception) -> None:
         self.errors[index] = f"{type(exc).__name__}: {_first_line(exc)}"
         if self.attempts[index] < self.ex.max_attempts:
             self.ex.stats["retries"] += 1
@@ -193,20 +218,19 @@ class _Batch:
             self.ex.stats["completed"] += 1
 
     def _expire(self) -> None:
-        if self.timeout_s is None:
-            return
         now = time.monotonic()
-        for ref, (index, worker, started) in list(self.in_flight.items()):
-            if now - started >= self.timeout_s:
+        for ref, (chunk, worker, deadline) in list(self.in_flight.items()):
+            if now >= deadline:  # the actor did not even report its calls' own timeouts
                 del self.in_flight[ref]
-                worker.hung.append(ref)  # its slot stays taken until it ends
-                self._deliver(
-                    index, Outcome("timeout", error=f"environment step exceeded {self.timeout_s} s")
-                )
+                worker.hung[ref] = len(chunk)  # its slots stay taken until it ends
+                for index in chunk:
+                    self._deliver(
+                        index, Outcome("timeout", error=f"environment step exceeded {self.timeout_s} s")
+                    )
 
     def _give_up_pending(self) -> None:
         nodes = len(self.pool.alive_nodes())
-        hung = sum(len(w.hung) for w in self.pool.workers.values())
+        hung = sum(sum(w.hung.values()) for w in self.pool.workers.values())
         reason = (
             f"no Ray worker was available for {self.ex.worker_wait_s:g} s "
             f"(cluster at {self.ex.address or 'the default address'}: {nodes} alive node(s) with CPUs, "

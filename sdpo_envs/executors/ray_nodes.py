@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .outcome import Outcome, run_call
+from .local import LocalExecutor
+from .outcome import Outcome
 
 MAX_SLOTS_PER_NODE = 64
 # Between two looks at the cluster's node table (for new nodes, or to replace a dead actor).
@@ -26,13 +27,15 @@ REFRESH_INTERVAL_S = 2.0
 
 
 class NodeWorker:
-    """Runs calls inside one Ray actor (threaded: ``max_concurrency`` is its slots)."""
+    """Runs chunks of calls inside one Ray actor (threaded: ``max_concurrency`` is its slots)."""
 
     def ping(self) -> tuple[str, int]:
         return socket.gethostname(), os.getpid()
 
-    def run(self, fn: Any, item: Any) -> Outcome:
-        return run_call(fn, item)
+    def run_chunk(self, fn: Any, items: list[Any], timeout_s: float | None) -> list[Outcome]:
+        """Several calls at once, exactly as the local pool runs a batch: one thread each, a
+        call past ``timeout_s`` abandoned (its sandbox has its own limits)."""
+        return LocalExecutor(len(items)).map(fn, items, timeout_s=timeout_s)
 
 
 @dataclass(eq=False)
@@ -45,7 +48,7 @@ class Worker:
     busy: int = 0
     ready: bool = False
     ping: Any = None
-    hung: list[Any] = field(default_factory=list)  # calls abandoned at the timeout, still running
+    hung: dict[Any, int] = field(default_factory=dict)  # abandoned chunks still running -> their calls
 
     @property
     def free(self) -> int:
@@ -113,17 +116,19 @@ class NodePool:
                     self.retire(worker)
         for worker in self.workers.values():
             if worker.hung:
-                done, worker.hung = self._ray.wait(worker.hung, num_returns=len(worker.hung), timeout=0)
-                worker.busy -= len(done)
+                done, _ = self._ray.wait(list(worker.hung), num_returns=len(worker.hung), timeout=0)
+                for ref in done:
+                    worker.busy -= worker.hung.pop(ref)
         return bool(pings)
 
-    def take(self) -> Worker | None:
-        """The ready actor with the most free slots (one of them now taken), if any is free."""
+    def take(self, calls: int) -> tuple[Worker, int] | None:
+        """The ready actor with the most free slots and up to ``calls`` of them, now taken."""
         best = max(self.workers.values(), key=lambda w: w.free, default=None)
         if best is None or best.free <= 0:
             return None
-        best.busy += 1
-        return best
+        taken = min(calls, best.free)
+        best.busy += taken
+        return best, taken
 
     def retire(self, worker: Worker) -> None:
         """Forget an actor that failed (and make sure it is gone: it may only be unreachable)."""
