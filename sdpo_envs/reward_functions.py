@@ -9,6 +9,7 @@ from typing import Any
 
 from .core import TextEnv
 from .env_factory import EnvSpec, make_env_factory
+from .executors import Executor, make_executor
 from .feedback import Feedback
 from .vector import batch_step
 
@@ -41,13 +42,28 @@ class EnvRewardFunction:
     ``f(prompts, completions, **columns) -> list[float | None]``; the dataset's columns must
     form the env's task rows. A ``judge_error`` gives ``None`` (TRL and our trainers then
     leave that rollout out). ``last_feedbacks`` holds each completion's :class:`Feedback`.
+    ``judge_backend``: ``"local"`` (this host's threads, ``max_workers`` of them) or ``"ray"``
+    (the cluster at ``ray_address``; ``max_workers`` caps the calls in flight there), or give
+    an ``executor`` (``sdpo_envs.executors``) directly.
     """
 
-    def __init__(self, env: EnvSpec, *, max_workers: int | None = None, timeout_s: float | None = 120.0):
+    def __init__(
+        self,
+        env: EnvSpec,
+        *,
+        max_workers: int | None = None,
+        timeout_s: float | None = 120.0,
+        judge_backend: str = "local",
+        ray_address: str | None = None,
+        executor: Executor | None = None,
+    ):
         self._factory = make_env_factory(env)
         self._local = threading.local()
         self.max_workers = max_workers
         self.timeout_s = timeout_s
+        self.executor = executor or make_executor(
+            judge_backend, ray_address=ray_address, max_workers=max_workers
+        )
         self.last_feedbacks: list[Feedback] = []
         self.__name__ = f"env_reward[{env}]" if isinstance(env, str) else "env_reward"
 
@@ -67,7 +83,7 @@ class EnvRewardFunction:
         for env, row in zip(envs, rows):
             env.reset(options={"task": row})
         texts = [completion_text(c) for c in completions]
-        results = batch_step(envs, texts, max_workers=self.max_workers, timeout_s=self.timeout_s)
+        results = batch_step(envs, texts, timeout_s=self.timeout_s, executor=self.executor)
         self.last_feedbacks = [r.info["feedback"] for r in results]
         return [None if fb.is_judge_error else r.reward for r, fb in zip(results, self.last_feedbacks)]
 
@@ -84,6 +100,9 @@ def add_privileged_context(
     *,
     column: str = "privileged_context",
     max_workers: int | None = None,
+    judge_backend: str = "local",
+    ray_address: str | None = None,
+    executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Precompute a ``privileged_context`` column from the env's feedback on earlier attempts.
 
@@ -91,6 +110,8 @@ def add_privileged_context(
     from the chat prompt. Each output row gets ``prompt`` (the env's chat messages) and
     ``column`` (the feedback text; empty when the attempt succeeded or could not be judged),
     ready for TRL's own ``SDPOTrainer`` with ``include_environment_feedback=True``.
+    ``judge_backend``/``ray_address``/``executor``: where the attempts are judged, as for
+    :class:`EnvRewardFunction`.
     """
     factory = make_env_factory(env)
     envs = [factory() for _ in rows]
@@ -99,7 +120,8 @@ def add_privileged_context(
         attempts = [attempts(p) for p in prompts]
     if len(attempts) != len(rows):
         raise ValueError(f"got {len(attempts)} attempts for {len(rows)} rows")
-    results = batch_step(envs, list(attempts), max_workers=max_workers)
+    executor = executor or make_executor(judge_backend, ray_address=ray_address, max_workers=max_workers)
+    results = batch_step(envs, list(attempts), executor=executor)
     out = []
     for row, prompt, result in zip(rows, prompts, results):
         feedback: Feedback = result.info["feedback"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from typing import Any
 
@@ -75,6 +75,12 @@ class CompanyDatabase:
         if hasattr(self._conn, "setlimit"):  # Python >= 3.11: cap string/blob sizes a query can build
             self._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
         self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # Read-only data: a copy sent to another process (a Ray worker) reopens it from the script.
+        return partial(
+            CompanyDatabase, max_rows=self.max_rows, max_steps=self.max_steps, wall_s=self.wall_s
+        ), ()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[list[str], list[list[Any]], bool]:
         """``(columns, rows, truncated)`` of one read-only statement; errors are ``ToolError``."""

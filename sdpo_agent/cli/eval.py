@@ -6,7 +6,14 @@ import argparse
 import json
 
 from ..jobs.eval import EvalSpec, run_eval
-from .options import add_env_args, add_fields, add_vllm_flag, fields_from, parse_pairs
+from .options import (
+    add_env_args,
+    add_fields,
+    add_judge_backend_flags,
+    add_vllm_flag,
+    fields_from,
+    parse_pairs,
+)
 
 EVAL_FIELDS = (
     "env",
@@ -26,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_env_args(parser)
     parser.add_argument("--json", action="store_true", help="print JSON only")
     add_vllm_flag(parser)
+    add_judge_backend_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         **fields_from(args, EVAL_FIELDS),
         env_kwargs=parse_pairs(args.env_arg, "--env-arg"),
         use_vllm=args.use_vllm,
+        judge_backend=args.judge_backend,
+        ray_address=args.ray_address,
     )
     result, tasks = run_eval(spec, progress=args.progress)
     report = {"env": spec.env, "model": spec.model, **result.to_dict()}

@@ -12,6 +12,7 @@ from .options import (
     add_config_file,
     add_env_args,
     add_fields,
+    add_judge_backend_flags,
     add_set_flag,
     add_vllm_flag,
     config_overrides,
@@ -43,6 +44,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     add_set_flag(parser, "SDPOConfig/GRPOConfig")
     add_config_file(parser)
     add_vllm_flag(parser)
+    add_judge_backend_flags(parser)
 
 
 def add_warm_start_options(parser: argparse.ArgumentParser, what: str) -> None:

@@ -7,14 +7,18 @@ Exit status: 0 when the solution was judged (whatever the verdict), 2 for a usag
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
 
 from environments.code_exec.env import CodeExecEnv
+from sdpo_envs.executors import make_executor
+from sdpo_envs.feedback import Feedback
 from sdpo_envs.sandbox import SandboxUnavailable
 
 from .errors import UsageError
+from .options import add_judge_backend_flags
 
 ENV_ID = "sdpo/CodeExec-v0"
 
@@ -38,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-mb", type=int, default=None, help="memory per test (MB)")
     parser.add_argument("--reward", choices=("binary", "fraction"), default="binary")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    add_judge_backend_flags(parser)
 
 
 def _read(path: str) -> str:
@@ -86,18 +91,21 @@ def run(args: argparse.Namespace) -> int:
     task = _find_task(env, args.task)
     if task is None:
         raise UsageError(f"no task {args.task!r} in {dataset!r} (tasks: {_known_ids(env)})")
+    if args.canonical:
+        if not task.get("canonical_solution"):
+            raise UsageError(f"task {args.task!r} has no canonical solution; give --solution or --answer")
+        call, text = env.judge_solution, task["canonical_solution"]
+    elif args.answer:
+        call, text = env.judge, _read(args.answer)
+    else:
+        call, text = env.judge_solution, _read(args.solution)
+    executor = make_executor(args.judge_backend, ray_address=args.ray_address)
     try:
-        if args.canonical:
-            if not task.get("canonical_solution"):
-                raise UsageError(f"task {args.task!r} has no canonical solution; give --solution or --answer")
-            reward, feedback = env.judge_solution(task, task["canonical_solution"])
-        elif args.answer:
-            reward, feedback = env.judge(task, _read(args.answer))
-        else:
-            reward, feedback = env.judge_solution(task, _read(args.solution))
+        (outcome,) = executor.map(functools.partial(call, task), [text])
     except SandboxUnavailable as exc:  # pragma: no cover - judge_code reports it as judge_error
         print(f"sdpo: error: {exc}", file=sys.stderr)
         return 3
+    reward, feedback = outcome.value if outcome.ok else (0.0, Feedback.judge_error(outcome.error))
     isolation = feedback.details.get("isolation", "")
     if args.json:
         print(

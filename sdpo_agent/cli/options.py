@@ -115,11 +115,29 @@ def add_vllm_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_judge_backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--judge-backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where env steps and judge calls run: this host's threads, or a Ray cluster (the ray extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="--judge-backend ray: the cluster's head, host:port",
+    )
+
+
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--set`` fields, with ``--use-vllm`` as ``use_vllm: true``."""
+    """``--set`` fields, with ``--use-vllm`` as ``use_vllm: true`` and the judge backend flags."""
     overrides = parse_pairs(args.set, "--set")
     if args.use_vllm:
         overrides["use_vllm"] = True
+    for name in ("judge_backend", "ray_address"):  # on the commands that have these flags
+        if hasattr(args, name) and explicit(args._parser, args, name):
+            overrides[name] = getattr(args, name)
     return overrides
 
 

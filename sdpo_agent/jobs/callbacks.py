@@ -69,6 +69,7 @@ class HeldOutEvalCallback(TrainerCallback):
         model = trainer.accelerator.unwrap_model(trainer.model)
         was_training = model.training
         kwargs = dict(self.eval_kwargs)
+        kwargs.setdefault("executor", trainer.agent.executor)  # judged where training judges
         if trainer.args.use_vllm:  # the trainer's engine, with the evaluation's sampling fields
             settings = sampling_settings(
                 kwargs.get("temperature", 1.0),

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sdpo_envs import TextEnv, make_env_factory
+from sdpo_envs.executors import Executor, check_judge_backend, make_executor
 
 from ..models.resolve import resolve_model
 from ..rollout.agent_loop import AgentLoop, EpisodeContext
@@ -88,12 +89,14 @@ def evaluate_env(
     use_vllm: bool = False,
     generator: GenerationBackend | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> EvalResult:
     """Sample ``n`` answers per held-out task and score them with the environment.
 
     ``use_vllm``: sample with vLLM (one engine per model, kept for later calls); ``generator``:
     sample with this backend instead (a trainer's, so training and evaluation share an engine);
-    ``progress``: a progress bar over the episodes (count, ETA).
+    ``progress``: a progress bar over the episodes (count, ETA); ``executor``: where env steps
+    run (default this host's threads).
     """
     ks = sorted(set(ks))
     if ks[-1] > n:
@@ -113,6 +116,7 @@ def evaluate_env(
         max_completion_length=max_completion_length,
         max_turns=max_turns,
         eos_token_ids=eos,
+        executor=executor,
     )
     torch.manual_seed(seed)
     jobs = [i for i in indices for _ in range(n)]
@@ -173,8 +177,11 @@ class EvalSpec:
     seed: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     use_vllm: bool = False
+    judge_backend: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
+        check_judge_backend(self.judge_backend, self.ray_address)
         ks = self.ks
         if not ks or ks[0] < 1:
             raise ValueError(f"k must list positive integers, got {self.k!r}")
@@ -195,6 +202,7 @@ def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int
     """Evaluate ``spec.model`` on the env's held-out split; the result and the number of tasks."""
     factory = make_env_factory(spec.env, **spec.env_kwargs)
     _, held_out = split_indices(factory(), spec.tasks)  # env mistakes fail before the model loads
+    executor = make_executor(spec.judge_backend, ray_address=spec.ray_address)  # so do cluster ones
     model, tokenizer = resolve_model(spec.model)
     result = evaluate_env(
         model,
@@ -209,5 +217,6 @@ def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int
         seed=spec.seed,
         use_vllm=spec.use_vllm,
         progress=progress,
+        executor=executor,
     )
     return result, len(held_out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdpo_envs import Feedback, TextEnv, batch_step
+from sdpo_envs.executors import Executor
 
 from .generation import GenerationBackend
 
@@ -87,6 +88,7 @@ class AgentLoop:
         eos_token_ids: Sequence[int] = (),
         judge_workers: int | None = None,
         judge_timeout_s: float | None = None,
+        executor: Executor | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         decode: Callable[[list[int]], str] | None = None,
     ) -> None:
@@ -97,6 +99,7 @@ class AgentLoop:
         self.eos_ids = set(eos_token_ids)
         self.judge_workers = judge_workers
         self.judge_timeout_s = judge_timeout_s
+        self.executor = executor  # where env steps run; None: a thread pool of judge_workers
         self.template_kwargs = dict(chat_template_kwargs or {})
         self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
 
@@ -129,7 +132,13 @@ class AgentLoop:
     ) -> list[int]:
         envs = [contexts[i].env for i in active]
         texts = [self.decode(self._last_turn_ids(rollouts[i])) for i in active]
-        results = batch_step(envs, texts, max_workers=self.judge_workers, timeout_s=self.judge_timeout_s)
+        results = batch_step(
+            envs,
+            texts,
+            max_workers=self.judge_workers,
+            timeout_s=self.judge_timeout_s,
+            executor=self.executor,
+        )
         still_running = []
         for i, result in zip(active, results):
             rollout = rollouts[i]

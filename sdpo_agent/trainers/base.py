@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sdpo_envs import make_env_factory
+from sdpo_envs.executors import Executor, make_executor
 
 from ..config import RolloutConfig
 from ..losses import policy_loss_on_rows
@@ -139,6 +140,7 @@ class RolloutTrainer(Trainer):
             eos_token_ids=self.eos_token_ids,
             judge_workers=args.judge_workers,
             judge_timeout_s=args.judge_timeout_s,
+            executor=self._judge_executor(args),
             chat_template_kwargs=args.chat_template_kwargs,
         )
         self._envs: list[Any] = []
@@ -150,6 +152,12 @@ class RolloutTrainer(Trainer):
         self._buffered_inputs: list[RolloutBatch] | None = None
         self.diagnostics = Diagnostics(args.diagnostics_warning_interval, args.diagnostics_flat_tolerance)
         self.add_callback(_TeacherStepCallback(self))
+
+    def _judge_executor(self, args: RolloutConfig) -> Executor | None:
+        """Where env steps run (``judge_backend``); None without an env (nothing to step)."""
+        if self.env_factory is None:
+            return None
+        return make_executor(args.judge_backend, ray_address=args.ray_address, max_workers=args.judge_workers)
 
     # -- data -------------------------------------------------------------------------------
     def _check_dataset(self, dataset: Any, name: str) -> None:
