@@ -119,15 +119,15 @@ def procfs_tree_cpu_s():
 
 # The wall clock stretches by the time the tree waited for a CPU, up to this many times its
 # limit (the rule of sdpo_envs/sandbox/starvation.py, which this stdlib-only copy follows).
-STARVE_FACTOR = 3.0
+STARVE_FACTOR = 10.0
 
 
 def tree_sched():
-    """(CPU seconds run, longest wait for a CPU, whether a thread is runnable now) of the
+    """(CPU seconds run, longest wait for a CPU, how many of its threads are runnable now) of the
     container's live threads but ours, from /proc/<pid>/task/<tid>/schedstat (run time, time
     runnable on a run queue) and stat (the state)."""
     ran = waited = 0.0
-    runnable = False
+    runnable = 0
     for pid in other_pids()[:4096]:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
@@ -143,7 +143,7 @@ def tree_sched():
                 continue
             ran += int(run_ns) / 1e9
             waited = max(waited, int(wait_ns) / 1e9)
-            runnable = runnable or state == b"R"
+            runnable += state == b"R"
     return ran, waited, runnable
 
 
@@ -153,14 +153,18 @@ def stretched_deadline(start, wall_s, now):
     wait, or a quarter of the limit while it is queued right now); "starved" past
     STARVE_FACTOR times the limit; None when the time was the program's own."""
     ran, waited, runnable = tree_sched()
-    if ran >= 0.5 * (now - start):
-        return None
+    if ran >= 0.5 * (now - start) or runnable > 1:
+        return None  # it had its CPU, or its own threads are what it waits for
     deadline = start + wall_s + waited
     if deadline <= now:
         if not runnable:
             return None
         deadline = now + wall_s / 4
-    return "starved" if deadline > start + STARVE_FACTOR * wall_s else deadline
+    if deadline <= start + STARVE_FACTOR * wall_s:
+        return deadline
+    # Out of allowance. Alone, on its one CPU, it would have had at most wall_s of CPU time
+    # by its deadline; if it had that much, the time out is its own.
+    return None if ran >= wall_s else "starved"
 
 
 def kill_all():
