@@ -186,6 +186,9 @@ def fenced(code: str) -> str:
 
 # The hostile programs' own limits: tighter than HumanEval's defaults, so the table is quick.
 HOSTILE_LIMITS = CodeLimits(time_s=1.0, wall_s=3.0)
+# The honest ones': a wall clock as tight as their CPU limit (they need milliseconds, the
+# heavy ones a few tenths of a second), so that any time lost to a neighbour would show.
+HONEST_LIMITS = CodeLimits(time_s=1.0, wall_s=1.0)
 
 
 def humaneval_env(backend: str | SandboxBackend, limits: CodeLimits | None = None) -> CodeExecEnv:
@@ -223,7 +226,7 @@ def judge_all(backend: str | SandboxBackend, cases: list[tuple[int, str]], worke
     (``sdpo_envs.batch_step``); the verdict, reward and feedback of each."""
     envs = []
     for index, answer in cases:
-        env = humaneval_env(backend, HOSTILE_LIMITS if answer in _HOSTILE_ANSWERS else None)
+        env = humaneval_env(backend, HOSTILE_LIMITS if answer in _HOSTILE_ANSWERS else HONEST_LIMITS)
         env.reset(options={"index": index})
         envs.append(env)
     results = sdpo_envs.batch_step(envs, [answer for _index, answer in cases], max_workers=workers)
