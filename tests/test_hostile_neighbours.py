@@ -294,7 +294,7 @@ def test_a_cpu_bound_honest_test_passes_while_busy_neighbours_hold_the_cpus(back
         threading.Thread(
             target=judge_code,
             args=(burner, tests),
-            kwargs={"backend": real, "limits": CodeLimits(time_s=3.0)},
+            kwargs={"backend": real, "limits": CodeLimits(time_s=2.0)},
         )
         for _ in range(4)
     ]
