@@ -83,6 +83,10 @@ class ExecResult:
     isolation: Isolation
     detail: str = ""  # why a non-ok status was chosen (signal, limit hit, backend error)
     extra: dict = field(default_factory=dict)
+    # A ``sandbox_error`` that something outside the program caused (the host's OOM killer,
+    # a process outside the sandbox, a tree starved of CPU by its neighbours): the run says
+    # nothing about the program and should be run again, not scored.
+    rerun: bool = False
 
     @property
     def ok(self) -> bool:

@@ -2,6 +2,9 @@
 
 * ``lease_uid``: an unprivileged uid/gid per concurrent run, unique machine-wide (a lock
   file per uid), so rlimits counted per user and signal permissions never cross runs.
+  A uid is swept (``sweep_uid``: every process of it is killed) when it is leased and when
+  a run gives it back, so no leftover of an earlier holder (a daemon that escaped the
+  ``process`` backend, a container of a dead owner) can signal or count against the next.
 * ``thread_credentials``: switch only the *calling thread* to that uid. Linux keeps
   credentials per thread; glibc's ``setuid()`` broadcasts to all threads, the raw system
   call does not. A child spawned from this thread inherits the thread's credentials, so
@@ -22,6 +25,8 @@ import errno
 import fcntl
 import os
 import platform
+import random
+import signal
 import socket
 import struct
 import tempfile
@@ -95,14 +100,20 @@ class UidLease:
     gid: int
     _fd: int
 
-    def release(self) -> None:
+    def release(self, *, sweep: bool = False) -> None:
+        """Give the uid back; ``sweep``: kill every process of it first (see ``sweep_uid``)."""
         if self._fd >= 0:
+            if sweep:
+                with contextlib.suppress(OSError):
+                    sweep_uid(self.uid)
             os.close(self._fd)  # closing drops the flock
             self._fd = -1
 
 
 _lease_lock = threading.Lock()
-_next = [0]
+# Where this process starts looking: at random, so concurrent processes do not walk the same
+# uids (and do not re-lease each other's just released ones).
+_next = [random.randrange(UID_COUNT)]
 
 
 def lease_uid() -> UidLease:
@@ -123,8 +134,45 @@ def lease_uid() -> UidLease:
                 os.close(fd)
                 continue
             _next[0] = (uid - UID_BASE + 1) % UID_COUNT
+            try:
+                sweep_uid(uid)  # what an earlier holder left behind must not meet this run
+            except OSError:
+                os.close(fd)
+                raise
             return UidLease(uid, uid, fd)
     raise OSError(errno.EAGAIN, f"all {UID_COUNT} sandbox uids from {UID_BASE} are in use")
+
+
+def sweep_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` on this machine (every pid namespace below ours).
+
+    ``kill(-1, SIGKILL)`` from a thread running as ``uid`` reaches exactly the processes that
+    uid may signal, and no process of ours (the caller's own process is never a target, and
+    our other threads are root). The kernel delivers it to children forked meanwhile too, so
+    one call leaves nothing running; a second one is cheap insurance. Needs root (a no-op
+    where this process cannot switch credentials: then it never runs anything as ``uid``).
+    """
+    if not can_switch_thread_credentials():
+        return
+    box: dict[str, BaseException] = {}
+
+    def sweeper() -> None:
+        try:
+            with thread_credentials(uid, uid):
+                for _ in range(2):
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except ProcessLookupError:  # nothing of that uid is left
+                        break
+        except BaseException as exc:  # reported to the caller's thread below
+            box["error"] = exc
+
+    # A thread of its own: the caller's thread may hold other credentials (a run's spawn).
+    thread = threading.Thread(target=sweeper, name="sdpo-uid-sweep")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
 
 
 # -- per-thread credentials -----------------------------------------------------------------

@@ -89,7 +89,7 @@ class ProcessBackend(SandboxBackend):
         finally:
             _rmtree(scratch)
             if lease is not None:
-                lease.release()
+                lease.release(sweep=True)
 
     def _run(
         self,
@@ -156,7 +156,9 @@ class ProcessBackend(SandboxBackend):
         _pid, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if lease is not None:
-            _kill_uid(lease.uid)  # daemons that left the session
+            # Daemons that left the session: one kill(-1) as the uid reaches them all, forks
+            # in flight included (a sweep of /proc could be outrun by a fork bomb).
+            identity.sweep_uid(lease.uid)
         tail = pump(buffers, fds, deadline=time.monotonic() + 0.5)
         if killed_for is None and tail.reason == "output_limit":
             killed_for, outcome = "output_limit", tail
@@ -205,39 +207,6 @@ def _memfd(data: bytes) -> int:
         view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process of ``uid`` (the run's own): whatever it started dies with it."""
-    for _ in range(20):  # repeat: a process may fork while we sweep
-        victims = _pids_of_uid(uid)
-        if not victims:
-            return
-        for victim in victims:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-        time.sleep(0.005)
-
-
-def _pids_of_uid(uid: int) -> list[int]:
-    # The real uid from /proc/PID/status: the owner of /proc/PID turns to root when a
-    # process makes itself non-dumpable, which would hide it from a stat() based sweep.
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as fh:
-                for line in fh:
-                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
-                        break  # already dead, waiting to be reaped by its (new) parent
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            found.append(int(entry))
-                        break
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 def _rmtree(path: str) -> None:

@@ -6,13 +6,16 @@ turns its report into a :class:`CodeJudgement` with online-judge style feedback.
 
 Who is blamed when there is no valid report: a ``sandbox_error`` or a harness crash (a
 Python traceback) is ``judge_error``; a run that hit the sandbox's tree limits, killed the
-harness, or wrote into its report channel is the solution's failure.
+harness, or wrote into its report channel is the solution's failure. A run spoiled from
+outside (the sandbox's ``rerun``, or a test the harness found starved of CPU by other
+programs) is run again, up to ``RUN_ATTEMPTS`` times, and never scored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import struct
 from collections.abc import Sequence
@@ -23,10 +26,15 @@ from ...sandbox import ExecResult, SandboxBackend, SandboxUnavailable, get_backe
 from .build import harness_for
 from .cases import CodeTest, parse_tests
 from .feedback import FeedbackPolicy, render_feedback
-from .harness import PRELOADABLE, REPORT_VERSION, worker_request
+from .harness import PRELOADABLE, REPORT_VERSION, STARVED, worker_request
 from .results import CaseResult, CodeJudgement, CodeLimits
 
+logger = logging.getLogger(__name__)
+
 RewardMode = Literal["binary", "fraction"]
+# Runs of one solution before a run spoiled from outside (``ExecResult.rerun``, a starved
+# test) is reported as the judge's failure rather than scored.
+RUN_ATTEMPTS = 3
 REWARD_MODES = ("binary", "fraction")
 SOLUTION_FILENAME = "solution.py"
 _TEST_VERDICTS = (
@@ -189,18 +197,40 @@ def judge_code(
     try:
         build = harness_for(sandbox)
         payload = _payload(solution, prelude, parsed, limits, build.site_dirs, strict_types)
-        result = sandbox.run(
-            build.command(sandbox.python),
-            files=build.files,
-            stdin=payload,
-            limits=limits.for_run(len(parsed), len(payload)),
-            env=SANDBOX_ENV,
-        )
+        for attempt in range(1, RUN_ATTEMPTS + 1):
+            result = sandbox.run(
+                build.command(sandbox.python),
+                files=build.files,
+                stdin=payload,
+                limits=limits.for_run(len(parsed), len(payload)),
+                env=SANDBOX_ENV,
+            )
+            # A run that a neighbour or the host spoiled says nothing about the solution.
+            if not _needs_rerun(result, len(parsed)):
+                break
+            logger.warning(
+                "code judge: run %d of %d spoiled from outside (%s)", attempt, RUN_ATTEMPTS, result.detail
+            )
     except Exception as exc:  # a backend must not raise, but a judge must not crash either
         name = getattr(sandbox, "name", "?")
         return _judge_error(f"sandbox backend {name} raised {type(exc).__name__}: {exc}")
+    if _needs_rerun(result, len(parsed)):
+        why = result.detail or "a test was starved of CPU by other programs on the machine"
+        return _judge_error(
+            f"infrastructure: every one of {RUN_ATTEMPTS} runs was spoiled from outside the sandbox ({why})",
+            str(result.isolation),
+        )
     judgement = _interpret(result, parsed, limits, policy or FeedbackPolicy(), reward)
     return dataclasses.replace(judgement, run_cpu_s=result.cpu_s, run_wall_s=result.wall_s)
+
+
+def _needs_rerun(result: ExecResult, n_tests: int) -> bool:
+    """The sandbox says the run was spoiled from outside, or the harness that a test was
+    starved of CPU by its neighbours until its wall clock ran out (``STARVED``)."""
+    if result.rerun:
+        return True
+    report = _parse_report(result, n_tests)
+    return bool(report and any(t.get("verdict") == STARVED for t in report.get("tests") or ()))
 
 
 def _interpret(

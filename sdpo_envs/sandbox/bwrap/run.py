@@ -31,9 +31,10 @@ from collections.abc import Mapping, Sequence
 from .. import identity
 from .. import limits as rl
 from ..base import ExecResult, Isolation, Limits
-from ..capture import CappedBuffer, classify, pump
+from ..capture import CappedBuffer, PumpResult, classify, pump, signal_name
 from ..files import parent_dirs
 from ..priority import realtime_watcher
+from ..starvation import STARVE_FACTOR, STARVED, stretched_deadline
 from . import cgroups
 from .host import SANDBOX_PATH, SCRATCH
 from .slots import Slot
@@ -73,6 +74,7 @@ class BwrapRun:
         self.fds: list[int] = []
         self.argv: list[str] = []
         self.init_pid = 0
+        self.killed_bwrap = False  # we killed bwrap itself (pid 1 would not go)
         self.nice_error = ""  # why the tree could not be niced, if it could not
         self.watcher_error: str | None = None  # why the watcher is not real-time, if not
         self._cpu_used = 0.0  # the tree's CPU seconds at the last check
@@ -161,14 +163,23 @@ class BwrapRun:
         self._cpu_rate = float(len(os.sched_getaffinity(0)))
         # Watch pid 1, not bwrap: bwrap may exit as soon as it knows the program's status.
         with realtime_watcher() as self.watcher_error:
-            outcome = pump(
-                buffers,
-                fds,
-                deadline=self.deadline,
-                exit_fd=init_fd,
-                check=check,
-                check_every=self._cpu_check_interval,
-            )
+            while True:
+                outcome = pump(
+                    buffers,
+                    fds,
+                    deadline=self.deadline,
+                    exit_fd=init_fd,
+                    check=check,
+                    check_every=self._cpu_check_interval,
+                )
+                if outcome.reason != "time_limit":
+                    break
+                # The wall clock ran out: the program's, unless neighbours kept it from a CPU.
+                later = stretched_deadline(self.start, self.limits.wall_s, time.monotonic(), self.init_pid)
+                if not isinstance(later, float):
+                    outcome = PumpResult(STARVED) if later == STARVED else outcome
+                    break
+                self.deadline = later
             killed_for = outcome.reason if outcome.reason not in ("exited", "eof") else None
             if killed_for:
                 if self.group is not None:
@@ -177,6 +188,7 @@ class BwrapRun:
                     signal.pidfd_send_signal(init_fd, signal.SIGKILL)
         if not _wait_readable(init_fd, _EXIT_GRACE_S):
             proc.kill()  # --die-with-parent then kills pid 1
+            self.killed_bwrap = True
         # Everything in the sandbox is gone; what is left in the pipes is the tail.
         tail = pump(buffers, fds, deadline=time.monotonic() + 1.0)
         if killed_for is None and tail.reason == "output_limit":
@@ -214,6 +226,23 @@ class BwrapRun:
             stderr=buffers["stderr"].getvalue(),
             overflow_stream=overflow_stream,
         )
+        rerun = killed_for == STARVED and status not in ("memory_limit", "time_limit")
+        if rerun:
+            status = "sandbox_error"
+            detail = (
+                f"starved of CPU by other programs past {STARVE_FACTOR:g} times "
+                f"the {self.limits.wall_s:g}s wall clock"
+            )
+        from_outside = (exit_code < 0 and not self.killed_bwrap) or signum == signal.SIGKILL
+        if status == "runtime_error" and killed_for is None and from_outside:
+            # bwrap runs outside the sandbox, and the kernel drops the SIGKILL that a process
+            # inside sends to the init of its pid namespace (pid 1 ignores every other signal
+            # it has no handler for): neither can be killed from inside. We did not do it, nor
+            # did the tree's OOM killer or a CPU limit; the host's OOM killer or a process
+            # outside did. That says nothing about the program: run it again.
+            status, rerun = "sandbox_error", True
+            who = "bwrap" if exit_code < 0 else "the sandbox's pid 1"
+            detail = f"{who} was killed from outside the sandbox ({signal_name(abs(exit_code) % 128)})"
         notes = [detail] if detail else []
         if stats.forks_refused:
             notes.append(f"{stats.forks_refused} fork(s) refused at the task cap")
@@ -235,6 +264,7 @@ class BwrapRun:
                 "forks_refused": stats.forks_refused,
                 "python_flags": "-S" if self.argv[1:2] == ["-S"] else "",
             },
+            rerun=rerun,
         )
 
     # -- pieces -----------------------------------------------------------------------------
@@ -285,7 +315,11 @@ class BwrapRun:
             yield
 
     def _nice(self, pid: int) -> None:
-        """Lower the (stopped) pid 1's priority; every task of the tree inherits it."""
+        """Lower the (stopped) pid 1's priority; every task of the tree inherits it. Also
+        first in line for the host's OOM killer (as the docker backend's programs are): a
+        machine out of memory kills a sandbox, not the trainer; that run is then re-run."""
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w") as fh:
+            fh.write("1000")
         try:
             os.setpriority(os.PRIO_PROCESS, pid, rl.SANDBOX_NICE)
             os.sched_setscheduler(pid, rl.SANDBOX_POLICY, os.sched_param(0))

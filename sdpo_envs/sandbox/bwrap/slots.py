@@ -30,7 +30,7 @@ class Slot:
             os.close(self.netns)
             self.netns = None
         if self.lease is not None:
-            self.lease.release()
+            self.lease.release(sweep=True)
 
 
 def new_slot(*, switch_uid: bool, netns: bool) -> Slot:

@@ -10,7 +10,7 @@ How a run goes:
   ``/usr`` is bind-mounted read-only at run time, so ``/usr/bin/python3`` inside is the
   host's interpreter (the engine must run on this machine, or on one with the same /usr).
 * A small pool of warm containers (:mod:`.pool`) is reused between runs. Each container runs with
-  ``network_mode=none``, a read-only root, uid 65534, every capability dropped,
+  ``network_mode=none``, a read-only root, a uid of its own per container, every capability dropped,
   ``no-new-privileges``, the engine's default seccomp profile, a memory cgroup without
   swap, a pids cgroup, a CPU quota of ``Limits.cpus`` (containers are reused only for runs
   with the same quota), and size-limited tmpfs for the scratch dir ``/work/run``, ``/tmp``
@@ -51,8 +51,9 @@ from typing import Any
 from ..base import MIN_CPUS, ExecResult, ExecStatus, Isolation, Limits, SandboxBackend, SandboxUnavailable
 from ..capture import classify, decode_output
 from ..files import as_bytes, normalize_files
+from ..starvation import STARVE_FACTOR
 from .channel import MAGIC, Backstop, SandboxFailure, short
-from .image import SANDBOX_PYTHON, SANDBOX_UID, ensure_image
+from .image import SANDBOX_PYTHON, ensure_image
 from .pool import LABEL, MIB, OWNER_LABEL, SUPERVISOR_MB, ContainerPool, Profile, Slot, default_pool_size
 
 __all__ = ["LABEL", "OWNER_LABEL", "DockerBackend"]
@@ -198,7 +199,7 @@ class DockerBackend(SandboxBackend):
             except Backstop as exc:
                 self._pool.discard(slot)
                 return self._failed(
-                    f"host-side backstop: {exc} within {limits.wall_s + BACKSTOP_GRACE_S:.0f} s; "
+                    f"host-side backstop: {exc} within {STARVE_FACTOR * limits.wall_s + BACKSTOP_GRACE_S:.0f} s; "
                     "the container was discarded",
                     limits,
                     profile,
@@ -223,6 +224,15 @@ class DockerBackend(SandboxBackend):
                 if reply.get("stale"):
                     continue
                 return self._failed(failure, limits, profile, started)
+            if reply.get("reason") == "starved":
+                return self._failed(
+                    f"starved of CPU by other programs past {STARVE_FACTOR:g} times the "
+                    f"{limits.wall_s:g}s wall clock",
+                    limits,
+                    profile,
+                    started,
+                    rerun=True,
+                )
             return self._result(reply, out, err, slot, argv, limits, profile, started)
         return self._failed(failure, limits, profile, started)
 
@@ -242,6 +252,7 @@ class DockerBackend(SandboxBackend):
         limits = limits or Limits()
         profile = Profile.of(limits, self._max_cpus)
         cgroup_cpu = hello is None or bool(hello.get("cpu_file"))
+        uid = "(leased per container)" if hello is None else hello.get("uid")
         # What the kernel holds the container to, as its supervisor read it (None: not started).
         quota = profile.cpus if hello is None else hello.get("cpu_quota")
         nice = 10 if hello is None else hello.get("program_nice")
@@ -250,7 +261,8 @@ class DockerBackend(SandboxBackend):
             f"docker {self.engine_version} container: own pid, mount, ipc, uts and network namespaces",
             "network: none",
             "read-only root filesystem (host /usr bind-mounted read-only)",
-            f"non-root uid {SANDBOX_UID}, all capabilities dropped, no-new-privileges",
+            f"non-root uid {uid} of its own (no other container or run shares it), "
+            "all capabilities dropped, no-new-privileges",
         ]
         if self._seccomp:
             enforced.append("seccomp: engine default profile")
@@ -271,7 +283,7 @@ class DockerBackend(SandboxBackend):
         if nice:
             how = f"nice {nice}" + (f" and {policy}" if policy else "")
             enforced.append(f"{how} for the whole tree (inherited; RLIMIT_NICE 0, cannot be undone)")
-        missing = [f"user namespace (uid {SANDBOX_UID} inside is uid {SANDBOX_UID} on the host)"]
+        missing = [f"user namespace (uid {uid} inside is uid {uid} on the host)"]
         if not quota:
             missing.append("cgroup cpu quota (the container's cpu controller shows none)")
         if not nice:
@@ -322,7 +334,9 @@ class DockerBackend(SandboxBackend):
         self, slot: Slot, payload: bytes, request_id: str, limits: Limits
     ) -> tuple[dict, bytes, bytes]:
         # Setup, cleanup and transfer time on top of the program's own wall-clock limit.
-        deadline = time.monotonic() + limits.wall_s + BACKSTOP_GRACE_S + len(payload) / (20 * MIB)
+        # The supervisor stretches the wall clock up to STARVE_FACTOR times for a starved tree.
+        wall = STARVE_FACTOR * limits.wall_s
+        deadline = time.monotonic() + wall + BACKSTOP_GRACE_S + len(payload) / (20 * MIB)
         with slot.lock:
             slot.runs += 1
             slot.channel.send(payload, deadline)
@@ -409,7 +423,9 @@ class DockerBackend(SandboxBackend):
             detail += f": a file reached the {limits.disk_mb} MiB scratch limit"
         return status, detail
 
-    def _failed(self, detail: str, limits: Limits, profile: Profile, started: float) -> ExecResult:
+    def _failed(
+        self, detail: str, limits: Limits, profile: Profile, started: float, *, rerun: bool = False
+    ) -> ExecResult:
         logger.warning("docker sandbox error: %s", detail)
         return ExecResult(
             status="sandbox_error",
@@ -422,4 +438,5 @@ class DockerBackend(SandboxBackend):
             isolation=self.isolation(limits),
             detail=detail,
             extra={"image": self.image},
+            rerun=rerun,
         )

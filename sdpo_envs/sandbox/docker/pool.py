@@ -2,7 +2,11 @@
 
 A container is reused only for runs with an equal :class:`Profile` (the container-level part of
 ``Limits``). Containers are labelled with their owner (host and pid), so a later process removes
-those a dead one left behind.
+those a dead one left behind. Each container runs as a uid of its own (``identity.lease_uid``,
+held while it lives): without a user namespace a shared uid would be one host user for every
+container, and the kernel counts per user what one container's program could then exhaust
+for all the others (inotify instances, pipe buffer pages, message queue bytes, pending
+signals, RLIMIT_NPROC), and a leftover process of that uid could signal any of them.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import identity
 from ..base import MIN_CPUS, Limits
 from .channel import Channel, SandboxFailure, short
-from .image import SANDBOX_GID, SANDBOX_UID, SUPERVISOR_COMMAND
+from .image import SUPERVISOR_COMMAND
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +91,13 @@ class Slot:
     channel: Channel
     profile: Profile
     hello: dict
+    lease: identity.UidLease | None = None  # the container's own uid, held while it lives
     runs: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def uid(self) -> int:
+        return int(self.hello.get("uid", -1))
 
 
 class ContainerPool:
@@ -181,6 +191,8 @@ class ContainerPool:
         self.remove_container(slot.container_id)
         with self._cond:
             self._slots.discard(slot)
+        if slot.lease is not None:
+            slot.lease.release(sweep=True)  # nothing of the container survives under its uid
 
     def remove_container(self, container_id: str) -> None:
         try:
@@ -194,6 +206,17 @@ class ContainerPool:
             logger.warning("could not remove sandbox container %s: %s", container_id[:12], short(exc))
 
     def start_container(self, profile: Profile) -> Slot:
+        try:
+            lease = identity.lease_uid()
+        except OSError as exc:
+            raise SandboxFailure(f"no sandbox uid for a container: {exc}") from exc
+        try:
+            return self._start_container(profile, lease)
+        except BaseException:
+            lease.release(sweep=True)
+            raise
+
+    def _start_container(self, profile: Profile, lease: identity.UidLease) -> Slot:
         api = self.client.api
         types = self.docker.types
         disk = profile.disk_mb
@@ -212,7 +235,7 @@ class ContainerPool:
             shm_size=disk * MIB,
             tmpfs={
                 "/work/run": f"rw,exec,nosuid,nodev,size={disk}m,nr_inodes={TMPFS_INODES},mode=0755,"
-                f"uid={SANDBOX_UID},gid={SANDBOX_GID}",
+                f"uid={lease.uid},gid={lease.gid}",
                 "/tmp": f"rw,noexec,nosuid,nodev,size={disk}m,nr_inodes={TMPFS_INODES},mode=1777",
             },
             log_config=types.LogConfig(type="none"),
@@ -225,7 +248,7 @@ class ContainerPool:
                 command=SUPERVISOR_COMMAND,
                 name=name,
                 hostname="sandbox",
-                user=f"{SANDBOX_UID}:{SANDBOX_GID}",
+                user=f"{lease.uid}:{lease.gid}",
                 working_dir="/work/run",
                 environment={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
                 labels={LABEL: "1", OWNER_LABEL: self._owner},
@@ -243,7 +266,7 @@ class ContainerPool:
             channel = Channel(sock)
             api.start(container_id)
             hello = channel.recv_message(time.monotonic() + START_TIMEOUT_S)
-            if not hello.get("ready") or hello.get("uid") != SANDBOX_UID:
+            if not hello.get("ready") or hello.get("uid") != lease.uid:
                 raise SandboxFailure(f"unexpected hello from the sandbox supervisor: {hello!r}")
         except Exception as exc:
             if channel is not None:
@@ -253,7 +276,7 @@ class ContainerPool:
                 raise
             raise SandboxFailure(f"could not start a sandbox container: {short(exc)}") from exc
         logger.debug("started sandbox container %s for %s", container_id[:12], profile)
-        return Slot(container_id, channel, profile, hello)
+        return Slot(container_id, channel, profile, hello, lease)
 
     def remove_orphans(self) -> None:
         """Remove containers left by a process of this host that no longer exists."""

@@ -47,11 +47,13 @@ assert tests), ``loop`` (every test in turn), ``main`` (P from start to report).
 from .compare import outputs_match, values_equal
 from .loop import worker_request
 from .main import PRELOADABLE, REPORT_VERSION
+from .run import STARVED
 from .wire import from_wire, to_wire
 
 __all__ = [
     "PRELOADABLE",
     "REPORT_VERSION",
+    "STARVED",
     "from_wire",
     "outputs_match",
     "to_wire",

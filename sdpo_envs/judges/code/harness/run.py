@@ -8,7 +8,7 @@ import time
 from _signal import SIGKILL
 
 from .ipc import framed
-from .procs import exit_info, quietly, reap_orphans
+from .procs import STARVE_FACTOR, exit_info, process_state, quietly, reap_orphans, stretched_deadline
 from .wire import KEEP_STDERR
 
 TYPE_CHECKING = False
@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # typing costs milliseconds to import: annotations that name 
 
     from .spawn import Worker
 
+_GRACE_S = 5.0  # how long the end of a killed worker may take (more while it is starved)
+STARVED = "starved"  # a test's verdict when neighbours kept it from a CPU past its wall clock
 _ZYGOTE_LOST = {"exit": None, "signal": SIGKILL, "cpu_s": 0.0, "peak_mb": None}
 
 
@@ -38,6 +40,7 @@ class Run:
         self.deadline = self.start + limits["wall_s"]
         self.kill_reason: str | None = None
         self.lost = False  # Z vanished while this worker ran
+        self.starved = False  # ... or was kept from a CPU past every allowance
         self.exit: dict[str, Any] | None = None  # how it ended (exit_info), once known
         self.out, self.err = bytearray(), bytearray()
         self.frames: list[bytes] = []
@@ -96,10 +99,12 @@ class Run:
                 return None
             now = time.monotonic()
             if self.kill_reason is None and now >= self.deadline:
-                self.kill("wall")
+                self._at_deadline(now)
             if self.kill_reason is not None:
-                grace = grace or now + 5.0
-                if now >= grace:  # the exit never came: Z is gone or stopped
+                grace = grace or now + _GRACE_S
+                if now >= grace and self._dying_slowly(now):
+                    grace = now + _GRACE_S  # queued for a CPU to die (or Z to report): not lost
+                elif now >= grace:  # the exit never came: Z is gone or stopped
                     self._zygote_lost()
                     self.close_all()
                     continue
@@ -117,6 +122,28 @@ class Run:
                 self._on_readable(ready)
             for ready in writable:
                 self._on_writable(ready)
+
+    def _at_deadline(self, now: float) -> None:
+        """The wall clock ran out: the program's, unless neighbours kept it from a CPU."""
+        later = None
+        if self.pid is not None and self.exit is None:
+            later = stretched_deadline(self.start, self.limits["wall_s"], now, self.pid)
+        if isinstance(later, float):
+            self.deadline = later
+        else:
+            self.kill(STARVED if later == "starved" else "wall")
+
+    def _dying_slowly(self, now: float) -> bool:
+        """Whether the end is late only because neighbours hold the CPUs: the killed worker,
+        or Z that is to report its end, is still there and runnable (neither stopped nor
+        asleep), within ``STARVE_FACTOR`` times the limit. Past that the test is starved."""
+        watched = [pid for pid in (self.pid, self.zyg.pid if self.zyg is not None else None) if pid]
+        if not any(process_state(pid) in ("R", "D") for pid in watched):
+            return False
+        if now - self.start < STARVE_FACTOR * self.limits["wall_s"] + _GRACE_S:
+            return True
+        self.starved = True
+        return False
 
     def _zygote_lost(self) -> None:
         if self.zyg is not None:

@@ -4,6 +4,7 @@ import _signal
 import time
 from _signal import SIGKILL
 
+from .run import STARVED
 from .wire import KEEP_STDERR, MAX_SHOWN, decode_message
 
 TYPE_CHECKING = False
@@ -41,6 +42,8 @@ def _classify_end(run: "Run", limits: "dict[str, Any]", message: "Record | None"
     sig = ex.get("signal")
     if run.kill_reason == "wall":
         return {"verdict": "time_limit", "detail": "wall"}
+    if run.kill_reason == STARVED or run.starved:  # the judge runs it again: not scored
+        return {"verdict": STARVED, "detail": "starved of CPU by other programs past the wall clock"}
     if run.kill_reason == "output":
         return {"verdict": "runtime_error", "detail": "output_limit"}
     if run.lost:

@@ -117,6 +117,56 @@ def procfs_tree_cpu_s():
     return total / tick
 
 
+# The wall clock stretches by the time the tree waited for a CPU, up to this many times its
+# limit (the rule of sdpo_envs/sandbox/starvation.py, which this stdlib-only copy follows).
+STARVE_FACTOR = 10.0
+
+
+def tree_sched():
+    """(CPU seconds run, longest wait for a CPU, how many of its threads are runnable now) of the
+    container's live threads but ours, from /proc/<pid>/task/<tid>/schedstat (run time, time
+    runnable on a run queue) and stat (the state)."""
+    ran = waited = 0.0
+    runnable = 0
+    for pid in other_pids()[:4096]:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as handle:
+                    run_ns, wait_ns = handle.read().split()[:2]
+                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as handle:
+                    state = handle.read().rpartition(b")")[2].split()[0]
+            except (OSError, ValueError, IndexError):
+                continue
+            ran += int(run_ns) / 1e9
+            waited = max(waited, int(wait_ns) / 1e9)
+            runnable += state == b"R"
+    return ran, waited, runnable
+
+
+def stretched_deadline(start, wall_s, now):
+    """At the wall-clock deadline: a later one when the tree ran less than half the time (its
+    own threads are not what it waited for) and lost time waiting for a CPU (its longest
+    wait, or a quarter of the limit while it is queued right now); "starved" past
+    STARVE_FACTOR times the limit; None when the time was the program's own."""
+    ran, waited, runnable = tree_sched()
+    if ran >= 0.5 * (now - start) or runnable > 1:
+        return None  # it had its CPU, or its own threads are what it waits for
+    deadline = start + wall_s + waited
+    if deadline <= now:
+        if not runnable:
+            return None
+        deadline = now + wall_s / 4
+    if deadline <= start + STARVE_FACTOR * wall_s:
+        return deadline
+    # Out of allowance. Alone, on its one CPU, it would have had at most wall_s of CPU time
+    # by its deadline; if it had that much, the time out is its own.
+    return None if ran >= wall_s else "starved"
+
+
 def kill_all():
     """SIGKILL every process in the container except this one (PID 1)."""
     with contextlib.suppress(ProcessLookupError):

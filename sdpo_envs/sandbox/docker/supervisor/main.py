@@ -2,7 +2,7 @@
 
 This package is not imported by ``sdpo_envs``: ``image.py`` copies it into the sandbox
 image as ``/sdpo/supervisor/`` and every warm container runs it as its only long-lived
-process (``image.SUPERVISOR_COMMAND``, uid 65534). It uses the standard library only and
+process (``image.SUPERVISOR_COMMAND``, a uid of its own per container). It uses the standard library only and
 must stay compatible with whatever ``/usr/bin/python3`` the Docker host has (Python 3.8+).
 
 Why PID 1 and not ``docker exec`` per run: the init process of a PID namespace receives,
@@ -48,6 +48,7 @@ from .counters import (
     oom_kills,
     procfs_tree_cpu_s,
     self_cpu_s,
+    stretched_deadline,
 )
 
 MAGIC = b"SBX1"
@@ -232,8 +233,11 @@ def _run(request, blobs, stdin_data, wake_r):
                 break
             if result["reason"] is None and usage.main_status is None:
                 used = tree_cpu_s()
-                if now >= deadline:
-                    result["reason"] = "wall"
+                later = stretched_deadline(started, float(limits["wall_s"]), now) if now >= deadline else 0.0
+                if isinstance(later, float) and later > 0.0:
+                    deadline = later  # neighbours kept the tree from a CPU: not its time
+                elif now >= deadline:
+                    result["reason"] = "starved" if later == "starved" else "wall"
                     kill_all()
                 elif used > cpu_limit:
                     result["reason"] = "cpu"
