@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from sdpo_envs.judge_backends import JUDGE_BACKENDS
+
 SCALE_REWARDS = ("group", "batch", "none")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
@@ -23,7 +25,6 @@ POLICY_LOSS_MODES = ("distillation_only", "hybrid")
 LOW_PRECISION_DTYPES = (None, "bfloat16")
 VLLM_MODES = ("colocate", "server")
 VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
-JUDGE_BACKENDS = ("local", "ray")  # sdpo_envs.executors.JUDGE_BACKENDS
 
 
 def _bf16_supported() -> bool:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 
 from .feedback import DEFAULT_MAX_FEEDBACK_CHARS, Feedback, bound_text
+from .judge_backends import check_judge_backend
 from .spaces import TextSpace
 from .tasks import Row, TaskSource, load_tasks
 
@@ -77,6 +78,8 @@ class TextEnv(gym.Env[str, str]):
         system_prompt: str | None = None,
         render_mode: str | None = None,
         dataset_kwargs: Mapping[str, Any] | None = None,
+        judge_backend: str = "local",
+        ray_address: str | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -86,6 +89,7 @@ class TextEnv(gym.Env[str, str]):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        check_judge_backend(judge_backend, ray_address)
         if dataset is None:
             dataset = self.default_dataset
         self.tasks: TaskSource | None = (
@@ -95,6 +99,10 @@ class TextEnv(gym.Env[str, str]):
         self.max_feedback_chars = max_feedback_chars
         self.system_prompt = system_prompt
         self.render_mode = render_mode
+        # Where sdpo_envs.batch_step, the trainers and the jobs step this env (executor_for);
+        # env.step() itself always judges here.
+        self.judge_backend = judge_backend
+        self.ray_address = ray_address
         self.observation_space = TextSpace()
         self.action_space = TextSpace()
         self.task: Row | None = None

@@ -11,7 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from .executors import Executor, LocalExecutor, StepResult, default_workers
+from .executors import Executor, StepResult, default_workers, executor_for
 
 __all__ = ["StepResult", "batch_step", "default_workers", "rollout_batch"]
 
@@ -31,7 +31,7 @@ def batch_step(
     """
     if len(envs) != len(actions):
         raise ValueError(f"got {len(envs)} environments but {len(actions)} actions")
-    return (executor or LocalExecutor(max_workers)).step(envs, actions, timeout_s=timeout_s)
+    return executor_for(envs, executor, max_workers=max_workers).step(envs, actions, timeout_s=timeout_s)
 
 
 def rollout_batch(

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import gymnasium as gym
 import pytest
 
 import sdpo_envs  # noqa: F401  (registers the environments)
@@ -26,6 +27,7 @@ from sdpo_envs.executors import (
     RayConnectionError,
     RayExecutor,
     RayUnavailable,
+    executor_for,
     make_executor,
 )
 from sdpo_envs.executors.local_cluster import LocalRayCluster, free_port
@@ -152,7 +154,43 @@ def test_the_commands_take_the_judge_backend_flags(capsys):
         EvalSpec(env="sdpo/Math-v0", ray_address=address)
 
 
+def test_envs_check_the_judge_backend_they_are_made_with():
+    with pytest.raises(ValueError, match="judge_backend must be one of"):
+        gym.make("sdpo/Math-v0", judge_backend="dask")
+    with pytest.raises(ValueError, match="ray_address='h:1' needs judge_backend='ray'"):
+        gym.make("sdpo/Math-v0", ray_address="h:1")
+    local = gym.make("sdpo/Math-v0").unwrapped
+    assert isinstance(executor_for([local]), LocalExecutor)
+    remote = gym.make("sdpo/Math-v0", judge_backend="ray", ray_address="h:1").unwrapped
+    with pytest.raises(ValueError, match="different judge backends"):
+        executor_for([local, remote])
+
+
 # -- on the cluster ------------------------------------------------------------------------
+def test_envs_made_for_the_cluster_are_judged_there(cluster, executor):
+    """``gym.make(id, judge_backend="ray", ray_address=...)``: batch_step, with no executor
+    given (or this host's), runs those envs' steps on the cluster's warm pool."""
+    factory = make_env_factory("sdpo/Math-v0", judge_backend="ray", ray_address=cluster.address)
+    envs, actions = [], []
+    for i in range(24):
+        env = factory()
+        env.reset(seed=0, options={"index": i})
+        envs.append(env)
+        actions.append(f"\\boxed{{{env.task['answer']}}}" if i % 2 else "\\boxed{-7.5}")
+    assert executor_for(envs) is executor  # the process's shared pool for that cluster
+    assert executor_for(envs, LocalExecutor()) is executor
+    calls = executor.stats["calls"]
+    results = batch_step(envs, actions, timeout_s=120)
+    assert executor.stats["calls"] >= calls + len(envs)
+    local = [factory() for _ in envs]
+    for env, i in zip(local, range(len(envs))):
+        env.judge_backend = "local"
+        env.ray_address = None
+        env.reset(seed=0, options={"index": i})
+    assert verdicts(results) == verdicts(batch_step(local, actions, timeout_s=120))
+    assert [r.info["verdict"] for r in results[:2]] == ["wrong_answer", "pass"]
+
+
 def test_a_thousand_calls_give_the_local_pools_verdicts(executor, local_verdicts):
     envs, actions = workload()
     before = dict(executor.stats)

@@ -2,7 +2,7 @@
 or ``RayExecutor`` (a warm actor per node of a Ray cluster), behind ``Executor``."""
 
 from .base import Executor
-from .factory import JUDGE_BACKENDS, check_judge_backend, make_executor
+from .factory import JUDGE_BACKENDS, check_judge_backend, executor_for, make_executor
 from .local import LocalExecutor, default_workers
 from .outcome import Outcome
 from .ray import RayExecutor
@@ -21,5 +21,6 @@ __all__ = [
     "StepResult",
     "check_judge_backend",
     "default_workers",
+    "executor_for",
     "make_executor",
 ]

@@ -4,24 +4,20 @@ and the command line spell them."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
+import gymnasium as gym
+
+from ..judge_backends import JUDGE_BACKENDS, check_judge_backend
 from .base import Executor
 from .local import LocalExecutor
 from .ray import RayExecutor
 
-JUDGE_BACKENDS = ("local", "ray")
+__all__ = ["JUDGE_BACKENDS", "check_judge_backend", "executor_for", "make_executor"]
 # One warm pool per cluster and cap in this process: the trainer, its evaluations and reward
 # functions share it rather than each starting actors of their own.
 _shared: dict[tuple[str | None, int | None], RayExecutor] = {}
 _lock = threading.Lock()
-
-
-def check_judge_backend(judge_backend: str, ray_address: str | None) -> None:
-    """Raise ``ValueError`` for an unknown backend, or an address given to the local one."""
-    if judge_backend not in JUDGE_BACKENDS:
-        raise ValueError(f"judge_backend must be one of {JUDGE_BACKENDS}, got {judge_backend!r}")
-    if ray_address is not None and judge_backend != "ray":
-        raise ValueError(f"ray_address={ray_address!r} needs judge_backend='ray' (got {judge_backend!r})")
 
 
 def make_executor(
@@ -38,3 +34,26 @@ def make_executor(
         if key not in _shared or _shared[key].closed:
             _shared[key] = RayExecutor(ray_address, max_in_flight=max_workers)
         return _shared[key]
+
+
+def executor_for(
+    envs: Sequence[gym.Env], executor: Executor | None = None, *, max_workers: int | None = None
+) -> Executor:
+    """Where ``envs`` are stepped: ``executor`` when it is a remote one; otherwise the cluster the
+    envs themselves name (``gym.make(id, judge_backend="ray", ray_address=...)``), else
+    ``executor`` or this host's threads. The envs of one batch must agree on their backend.
+    """
+    if executor is not None and executor.remote:
+        return executor
+    named = {
+        (getattr(e.unwrapped, "judge_backend", "local"), getattr(e.unwrapped, "ray_address", None))
+        for e in envs
+    }
+    if len(named) > 1:
+        raise ValueError(
+            f"the environments of one batch name different judge backends: {sorted(named, key=str)}"
+        )
+    backend, address = named.pop() if named else ("local", None)
+    if backend == "ray":
+        return make_executor("ray", ray_address=address, max_workers=max_workers)
+    return executor or LocalExecutor(max_workers)
