@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .config import SCALE_REWARDS
+from .config import minimum_check, raise_first_failure, resolve_scale_rewards
 
 RewardFunc = Callable[..., Sequence[float | None]]
 # Added to the reward std, as in the reference, so constant groups give zero advantages.
@@ -176,16 +176,6 @@ def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor | None = N
     return (rewards_per_func * weights).nansum(dim=1), valid
 
 
-def _normalise_scale_rewards(scale_rewards: str | bool) -> str:
-    if scale_rewards is True:
-        return "group"
-    if scale_rewards is False:
-        return "none"
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS} (or a bool), got {scale_rewards!r}")
-    return scale_rewards
-
-
 def group_advantages(
     rewards: Tensor | list[float | None],
     num_generations: int,
@@ -204,9 +194,8 @@ def group_advantages(
 
     Returns (advantages[N], valid[N] bool).
     """
-    if num_generations < 1:
-        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
-    mode = _normalise_scale_rewards(scale_rewards)
+    raise_first_failure([minimum_check("num_generations", num_generations, 1)])
+    mode = resolve_scale_rewards(scale_rewards)
     if not isinstance(rewards, Tensor):
         rewards = torch.tensor([math.nan if r is None else float(r) for r in rewards], dtype=torch.float32)
     if not rewards.is_floating_point():
