@@ -3,6 +3,9 @@ otherwise transformers' ``generate()`` on the training model itself.
 
 Evaluation and discovery sample from models that are not being trained; they share one vLLM
 engine per model (``sampling_generator``), so a job starts an engine once, not once a task.
+A trainer's held-out evaluation samples with the trainer's own engine (``engine_view``).
+
+This module is the one place that reads ``use_vllm``: everything else passes the setting on.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from ..config import SamplingSettings
 from .generation import GenerationBackend, TransformersGenerator
 from .vllm_colocate import VLLMColocateGenerator
-from .vllm_common import weights_version
+from .vllm_common import VLLMBackend, weights_version
 from .vllm_server import VLLMServerGenerator
 
 _SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
@@ -52,6 +55,16 @@ def build_generator(
     return TransformersGenerator(model_getter, tokenizer, args, eos_token_ids)
 
 
+def engine_view(generator: GenerationBackend, settings: SamplingSettings) -> GenerationBackend | None:
+    """``generator``'s engine sampling with ``settings``' sampling fields (a trainer's vLLM engine,
+    shared with its held-out evaluation), or None where it has no engine to share (``generate()``
+    on the policy): the caller then samples with a backend of its own."""
+    if isinstance(generator, VLLMBackend):
+        view: GenerationBackend = generator.with_settings(settings)
+        return view
+    return None
+
+
 def sampling_generator(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -74,4 +87,4 @@ def sampling_generator(
     return view
 
 
-__all__ = ["build_generator", "sampling_generator", "weights_version"]
+__all__ = ["build_generator", "engine_view", "sampling_generator", "weights_version"]
