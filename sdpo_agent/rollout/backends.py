@@ -22,7 +22,7 @@ from .vllm_colocate import VLLMColocateGenerator
 from .vllm_common import VLLMBackend, weights_version
 from .vllm_server import VLLMServerGenerator
 
-_SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, Any] = weakref.WeakKeyDictionary()
+_SHARED_ENGINES: weakref.WeakKeyDictionary[torch.nn.Module, VLLMBackend] = weakref.WeakKeyDictionary()
 
 
 def build_generator(
@@ -80,11 +80,27 @@ def sampling_generator(
     shared = _SHARED_ENGINES.get(model)
     if shared is None or shared.args.vllm_mode != settings.vllm_mode:
         ref = weakref.ref(model)  # the engine must not keep its model (the dictionary's key) alive
-        shared = build_generator(ref, tokenizer, settings, eos_token_ids, seed=seed, max_num_seqs=64)
-        _SHARED_ENGINES[model] = shared
+        built = build_generator(
+            _dereference(ref), tokenizer, settings, eos_token_ids, seed=seed, max_num_seqs=64
+        )
+        if not isinstance(built, VLLMBackend):
+            raise TypeError(f"use_vllm=True built a {type(built).__name__}, not a vLLM backend")
+        shared = _SHARED_ENGINES[model] = built
     view = shared.with_settings(settings)
     view.seed = seed
     return view
+
+
+def _dereference(ref: weakref.ReferenceType[torch.nn.Module]) -> Callable[[], torch.nn.Module]:
+    """A model getter over a weak reference; it fails plainly once the model is gone."""
+
+    def model() -> torch.nn.Module:
+        target = ref()
+        if target is None:
+            raise RuntimeError("the model this vLLM engine samples from no longer exists")
+        return target
+
+    return model
 
 
 __all__ = ["build_generator", "engine_view", "sampling_generator", "weights_version"]
