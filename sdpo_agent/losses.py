@@ -6,7 +6,9 @@ s = log_softmax(z_S), τ = log_softmax(z_T), y_t the sampled token, sg = stop-gr
 m the loss mask (completion mask × self-distillation mask × validity).
 
 Nothing here touches a model, a config object or a process group: the trainer passes
-plain tensors and settings in and gets tensors back.
+plain tensors and settings in and gets tensors back. Settings are checked with the configs'
+own rules (``config.distillation_checks`` and friends), so a function called without a
+config rejects what ``SDPOConfig`` rejects, with the same message.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .config import IS_LEVELS as IMPORTANCE_SAMPLING_LEVELS
-from .config import LOSS_TYPES, POLICY_LOSS_MODES
-
-TOKEN_LEVEL_ALPHA_ERROR = (
-    "token-level distillation requires distillation_alpha=1.0; "
-    "set full_logit_distillation=True for other divergences"
+from .config import (
+    IS_LEVELS,
+    LOSS_TYPES,
+    POLICY_LOSS_MODES,
+    choice_check,
+    distillation_checks,
+    positive_check,
+    raise_first_failure,
 )
-TOPK_REQUIRES_FULL_LOGIT_ERROR = "distillation_topk requires full_logit_distillation=True"
 
 # Clamp of the log importance ratio before exp, so one stale token cannot overflow.
 _IS_LOG_RATIO_BOUND = 20.0
@@ -83,8 +86,7 @@ def divergence(student_log_probs: Tensor, teacher_log_probs: Tensor, alpha: floa
     so D is discontinuous at α ∈ {0, 1}, exactly as in the reference.
     """
     alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    raise_first_failure(distillation_checks(full_logit_distillation=True, alpha=alpha, topk=None))
     s, tau = student_log_probs, teacher_log_probs
     if alpha == 0.0:
         return _kl(tau, s).sum(-1)
@@ -144,26 +146,24 @@ def self_distillation_terms(
             f"student logits {tuple(student_logits.shape)} and teacher logits "
             f"{tuple(teacher_logits.shape)} must have the same shape"
         )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    raise_first_failure(
+        [
+            positive_check("temperature", temperature),
+            *distillation_checks(full_logit_distillation=full_logit_distillation, alpha=alpha, topk=topk),
+        ]
+    )
     if temperature != 1.0:
         # Skipped at 1.0 on purpose: dividing would copy two [B, T, V] tensors for nothing.
         student_logits = student_logits / temperature
         teacher_logits = teacher_logits / temperature
 
     if topk is not None:
-        if not full_logit_distillation:
-            raise ValueError(TOPK_REQUIRES_FULL_LOGIT_ERROR)
-        if topk <= 0:
-            raise ValueError(f"distillation_topk must be > 0, got {topk}")
         return _topk_terms(student_logits, teacher_logits, completion_ids, alpha, topk, add_tail)
     if full_logit_distillation:
         s = torch.log_softmax(student_logits, dim=-1)
         tau = torch.log_softmax(teacher_logits, dim=-1)
         s_y = s.gather(-1, completion_ids.long().unsqueeze(-1)).squeeze(-1)
         return SelfDistillationTerms(divergence(s, tau, alpha), s_y)
-    if alpha != 1.0:
-        raise ValueError(TOKEN_LEVEL_ALPHA_ERROR)
     s_y = selective_log_softmax(student_logits, completion_ids)
     tau_y = selective_log_softmax(teacher_logits, completion_ids)
     return SelfDistillationTerms((s_y - tau_y).detach() * s_y, s_y)
@@ -254,8 +254,7 @@ def importance_sampling_clip(
     """
     if old_token_log_probs is None or clip is None:
         return per_token_loss
-    if clip <= 0:
-        raise ValueError(f"distillation_is_clip must be > 0, got {clip}")
+    raise_first_failure([positive_check("distillation_is_clip", clip)])
     log_ratio = (student_token_log_probs - old_token_log_probs).detach()
     ratio = log_ratio.clamp(-_IS_LOG_RATIO_BOUND, _IS_LOG_RATIO_BOUND).exp().clamp(max=clip)
     return per_token_loss * ratio
@@ -282,6 +281,7 @@ def aggregate(
     bnpo, dapo:   Σ m ℓ / max(1, Σ m)          (over the micro-batch)
     dr_grpo:      Σ m ℓ / (B · max_completion_length)
     """
+    raise_first_failure([choice_check("loss_type", loss_type, LOSS_TYPES)])
     mask = mask.to(per_token_loss.dtype)
     if per_token_loss.dim() == 1:
         per_token_loss, mask = per_token_loss.unsqueeze(0), mask.unsqueeze(0)
@@ -290,11 +290,10 @@ def aggregate(
         return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if loss_type in ("bnpo", "dapo"):
         return masked.sum() / mask.sum().clamp(min=1.0)
-    if loss_type == "dr_grpo":
-        if max_completion_length is None or max_completion_length <= 0:
-            raise ValueError("loss_type='dr_grpo' needs a positive max_completion_length")
-        return masked.sum() / (per_token_loss.shape[0] * max_completion_length)
-    raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    # dr_grpo
+    if max_completion_length is None or max_completion_length <= 0:
+        raise ValueError("loss_type='dr_grpo' needs a positive max_completion_length")
+    return masked.sum() / (per_token_loss.shape[0] * max_completion_length)
 
 
 def combine_losses(
@@ -313,13 +312,12 @@ def combine_losses(
     """
     if grad_accum_steps < 1:
         raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+    raise_first_failure([choice_check("sdpo_policy_loss_mode", mode, POLICY_LOSS_MODES)])
     if mode == "distillation_only":
         return weight * distillation_loss / grad_accum_steps
-    if mode == "hybrid":
-        if policy_loss is None:
-            raise ValueError("sdpo_policy_loss_mode='hybrid' needs a policy loss")
-        return (policy_loss + weight * distillation_loss) / grad_accum_steps
-    raise ValueError(f"sdpo_policy_loss_mode must be one of {POLICY_LOSS_MODES}, got {mode!r}")
+    if policy_loss is None:  # hybrid
+        raise ValueError("sdpo_policy_loss_mode='hybrid' needs a policy loss")
+    return (policy_loss + weight * distillation_loss) / grad_accum_steps
 
 
 # ------------------------------------------------------------------ GRPO-family pieces
@@ -349,11 +347,7 @@ def policy_loss(
 
     Returns (per_token_loss[B, T], L).
     """
-    if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
-        raise ValueError(
-            f"importance_sampling_level must be one of {IMPORTANCE_SAMPLING_LEVELS}, "
-            f"got {importance_sampling_level!r}"
-        )
+    raise_first_failure([choice_check("importance_sampling_level", importance_sampling_level, IS_LEVELS)])
     eps_low = epsilon
     eps_high = epsilon if epsilon_high is None else epsilon_high
     if old_per_token_logps is None:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .config import RepromptSettings
+from .config import RepromptSettings, minimum_check, positive_check, raise_first_failure
 
 Message = Mapping[str, Any]
 Prompt = str | Sequence[Message]
@@ -102,8 +102,7 @@ def build_teacher_messages(
          last message must be a user turn (else ValueError), P is its text, and the teacher
          messages are the earlier messages unchanged + {"role": "user", "content": reprompt}.
     """
-    if num_generations < 1:
-        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    raise_first_failure([minimum_check("num_generations", num_generations, 1)])
     rewards_list = _to_list(rewards)
     feedback_list = [None] * len(prompts) if feedbacks is None else list(feedbacks)
     n = len(prompts)
@@ -274,8 +273,7 @@ def tokenize_teacher_prompts(
 
     Returns the ``TeacherTokens``: ids, attention mask and P (the completion start column).
     """
-    if max_reprompt_len <= 0:
-        raise ValueError(f"max_reprompt_len must be > 0, got {max_reprompt_len}")
+    raise_first_failure([positive_check("max_reprompt_len", max_reprompt_len)])
     if len(teacher_prompts) != completion_ids.shape[0]:
         raise ValueError(f"{len(teacher_prompts)} teacher prompts for {completion_ids.shape[0]} completions")
     device = completion_ids.device

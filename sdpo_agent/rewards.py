@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .config import SCALE_REWARDS
+from .config import minimum_check, raise_first_failure, resolve_scale_rewards
 
 RewardFunc = Callable[..., Sequence[float | None]]
 # Added to the reward std, as in the reference, so constant groups give zero advantages.
@@ -36,11 +36,17 @@ class RewardBatch:
 
 def reward_func_name(func: Any) -> str:
     if hasattr(func, "config") and hasattr(func.config, "_name_or_path"):
-        return func.config._name_or_path.split("/")[-1]
-    return getattr(func, "__name__", type(func).__name__)
+        return str(func.config._name_or_path).split("/")[-1]
+    return str(getattr(func, "__name__", type(func).__name__))
 
 
-def _call_reward_func(func: RewardFunc, prompts, completions, completion_ids, columns) -> list[float | None]:
+def _call_reward_func(
+    func: RewardFunc,
+    prompts: list[Any],
+    completions: list[Any],
+    completion_ids: list[list[int]],
+    columns: dict[str, list[Any]],
+) -> list[float | None]:
     kwargs = dict(columns)
     params = inspect.signature(func).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -83,7 +89,7 @@ def score(
         names.append(reward_func_name(func))
     n = len(completions)
     per_func = torch.tensor(
-        [[math.nan if s[i] is None else float(s[i]) for s in sources] for i in range(n)], dtype=torch.float32
+        [[_as_float(s[i]) for s in sources] for i in range(n)], dtype=torch.float32
     ).reshape(n, len(sources))
     if weights.numel() != len(sources):
         raise ValueError(
@@ -128,7 +134,12 @@ class RewardModelFunc:
             texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
         )
         inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
-        return self.model(**inputs).logits[:, 0].float().tolist()
+        scores: list[float] = self.model(**inputs).logits[:, 0].float().tolist()
+        return scores
+
+
+def _as_float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) -> list[RewardFunc]:
@@ -148,7 +159,8 @@ def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) 
             out.append(RewardModelFunc(model, tokenizer or AutoTokenizer.from_pretrained(func)))
         elif isinstance(func, torch.nn.Module):
             if tokenizer is None:
-                tokenizer = AutoTokenizer.from_pretrained(func.config._name_or_path)
+                config: Any = func.config  # a transformers model's config: where its weights came from
+                tokenizer = AutoTokenizer.from_pretrained(config._name_or_path)
             out.append(RewardModelFunc(func, tokenizer))
         elif callable(func):
             out.append(func)
@@ -176,16 +188,6 @@ def weighted_rewards(rewards_per_func: Tensor, reward_weights: Tensor | None = N
     return (rewards_per_func * weights).nansum(dim=1), valid
 
 
-def _normalise_scale_rewards(scale_rewards: str | bool) -> str:
-    if scale_rewards is True:
-        return "group"
-    if scale_rewards is False:
-        return "none"
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS} (or a bool), got {scale_rewards!r}")
-    return scale_rewards
-
-
 def group_advantages(
     rewards: Tensor | list[float | None],
     num_generations: int,
@@ -204,9 +206,8 @@ def group_advantages(
 
     Returns (advantages[N], valid[N] bool).
     """
-    if num_generations < 1:
-        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
-    mode = _normalise_scale_rewards(scale_rewards)
+    raise_first_failure([minimum_check("num_generations", num_generations, 1)])
+    mode = resolve_scale_rewards(scale_rewards)
     if not isinstance(rewards, Tensor):
         rewards = torch.tensor([math.nan if r is None else float(r) for r in rewards], dtype=torch.float32)
     if not rewards.is_floating_point():

@@ -7,7 +7,7 @@
 
 ``storage_dtype="bfloat16"`` keeps the teacher copy's large weights in bfloat16 (computed with
 in the policy's dtype; the EMA stochastically rounded): half the teacher's memory, at the cost
-of an EMA that is exact only in expectation (``compact_weights``). ``compute_dtype="bfloat16"``
+of an EMA that is exact only in expectation (``teacher_storage.CompactWeights``). ``compute_dtype="bfloat16"``
 runs every teacher forward under bfloat16 autocast; the logits come back in bfloat16.
 """
 
@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .teacher_storage import LOW_PRECISION_DTYPES, CompactWeights, compact_copy_memo
+from .config import LOW_PRECISION_DTYPES, raise_first_failure, teacher_checks
+from .teacher_storage import CompactWeights, compact_copy_memo
 
 TEACHER_FILE = "sdpo_teacher.safetensors"
 
@@ -56,16 +57,10 @@ class Teacher:
         compute_dtype: str | None = None,
         seed: int = 0,
     ) -> None:
-        if mode not in ("ema", "none", "trust_region"):
-            raise ValueError(f"teacher_regularization must be ema, none or trust_region, got {mode!r}")
-        for name, value in (
-            ("teacher_storage_dtype", storage_dtype),
-            ("teacher_compute_dtype", compute_dtype),
-        ):
-            if value is not None and value not in LOW_PRECISION_DTYPES:
-                raise ValueError(
-                    f"{name} must be None or one of {sorted(LOW_PRECISION_DTYPES)}, got {value!r}"
-                )
+        # The config's own rules: a Teacher is also built without one (tests, other trainers).
+        raise_first_failure(
+            teacher_checks(mode=mode, storage_dtype=storage_dtype, compute_dtype=compute_dtype)
+        )
         self.mode = mode
         self.update_rate = float(update_rate)
         self.compute_dtype = LOW_PRECISION_DTYPES.get(compute_dtype or "")

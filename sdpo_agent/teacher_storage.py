@@ -24,8 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# The low-precision dtypes the precision options accept, by config name.
-LOW_PRECISION_DTYPES = {"bfloat16": torch.bfloat16}
 # Elements per step of the EMA update: its temporaries (1 MiB each) stay in the L2 cache across
 # the eight passes; 4M-element chunks streamed each pass through memory, 1.5x slower on CPU.
 _CHUNK = 1 << 18
@@ -170,4 +168,4 @@ class CompactWeights:
         return sum(t.numel() * t.element_size() for t in self.compact.values())
 
 
-__all__ = ["LOW_PRECISION_DTYPES", "CompactWeights", "compact_copy_memo", "stochastic_round_to_bfloat16"]
+__all__ = ["CompactWeights", "compact_copy_memo", "stochastic_round_to_bfloat16"]

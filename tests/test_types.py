@@ -1,5 +1,6 @@
 """The training hot path type-checks: mypy, with pyproject.toml's [tool.mypy] configuration
-(the files it names: trainers, the rollout batch, losses, configs, the teacher)."""
+(the files it names: trainers, the rollout and its batch, rewards, reprompts, losses, configs,
+the teacher)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HOT_PATH = (
     "sdpo_agent/trainers",
     "sdpo_agent/rollout/batching.py",
+    "sdpo_agent/rollout/agent_loop.py",
+    "sdpo_agent/rewards.py",
+    "sdpo_agent/reprompt.py",
     "sdpo_agent/losses.py",
     "sdpo_agent/config.py",
     "sdpo_agent/teacher.py",

@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..rollout.backends import engine_view
 from ..rollout.generation import sampling_settings
 from .eval import EvalResult, evaluate_env
 
@@ -70,13 +71,14 @@ class HeldOutEvalCallback(TrainerCallback):
         was_training = model.training
         kwargs = dict(self.eval_kwargs)
         kwargs.setdefault("executor", trainer.agent.executor)  # judged where training judges
-        if trainer.args.use_vllm:  # the trainer's engine, with the evaluation's sampling fields
-            settings = sampling_settings(
-                kwargs.get("temperature", 1.0),
-                **trainer.args.engine_fields(),
-                max_completion_length=kwargs.get("max_completion_length"),
-            )
-            kwargs["generator"] = trainer.generator.with_settings(settings)
+        settings = sampling_settings(
+            kwargs.get("temperature", 1.0),
+            **trainer.args.engine_fields(),
+            max_completion_length=kwargs.get("max_completion_length"),
+        )
+        view = engine_view(trainer.generator, settings)  # the trainer's engine, if it has one
+        if view is not None:
+            kwargs["generator"] = view
         result = evaluate_env(model, trainer.tokenizer, self.env_factory, self.indices, **kwargs)
         model.train(was_training)
         record = {f"heldout/{k}": v for k, v in result.to_dict().items() if not isinstance(v, (list, dict))}

@@ -71,7 +71,8 @@ def observation_tokens(
         )
     eos_text = tokenizer.eos_token or ""
     glue = before[before.rfind(eos_text) + len(eos_text) :] if eos_text and eos_text in before else ""
-    return tokenizer(glue + after[len(before) :], add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(glue + after[len(before) :], add_special_tokens=False)["input_ids"]
+    return ids
 
 
 class AgentLoop:

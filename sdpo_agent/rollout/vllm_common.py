@@ -181,7 +181,17 @@ class VLLMBackend:
         self.last_logprobs: list[list[float]] = []
         self._batches = 0
 
-    def with_settings(self, args: SamplingSettings):
+    # The GenerationBackend methods, which each engine's backend defines.
+    def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def with_settings(self, args: SamplingSettings) -> VLLMBackend:
         """The same engine and weights, other sampling fields (held-out evaluation)."""
         other = copy.copy(self)
         other.args, other.support_topk, other._batches = args, 0, 0
