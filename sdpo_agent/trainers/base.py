@@ -113,7 +113,7 @@ class RolloutTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (ALGORITHM.md)
+        self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (docs/algorithm.md)
         self.tokenizer = tokenizer
         self.eos_token_ids = sorted({tokenizer.eos_token_id, *self._generation_eos_ids()} - {None})
         self.generator = build_generator(
