@@ -15,6 +15,7 @@ from typing import Any
 from sdpo_envs import Feedback, TextEnv, batch_step
 
 from .generation import GenerationBackend
+from .phase_times import PhaseTimes
 
 BUDGET_EXHAUSTED = Feedback(
     text="The answer was cut off: the completion-length budget ran out before the episode ended.",
@@ -89,8 +90,10 @@ class AgentLoop:
         judge_timeout_s: float | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         decode: Callable[[list[int]], str] | None = None,
+        phase_times: PhaseTimes | None = None,
     ) -> None:
         self.generator = generator
+        self.phase_times = phase_times or PhaseTimes()
         self.tokenizer = tokenizer
         self.max_completion_length = max_completion_length
         self.max_turns = max_turns
@@ -117,7 +120,8 @@ class AgentLoop:
     def _sample_turn(self, batch: list[Rollout]) -> None:
         budgets = [self.max_completion_length - len(r.completion_ids) for r in batch]
         contexts = [r.prompt_ids + r.completion_ids for r in batch]
-        sampled = self.generator.generate(contexts, max(budgets))
+        with self.phase_times.measure("generate"):
+            sampled = self.generator.generate(contexts, max(budgets))
         for rollout, ids, budget in zip(batch, sampled, budgets):
             ids = ids[:budget]
             rollout.extend(ids, sampled=True)
@@ -129,7 +133,8 @@ class AgentLoop:
     ) -> list[int]:
         envs = [contexts[i].env for i in active]
         texts = [self.decode(self._last_turn_ids(rollouts[i])) for i in active]
-        results = batch_step(envs, texts, max_workers=self.judge_workers, timeout_s=self.judge_timeout_s)
+        with self.phase_times.measure("judge"):
+            results = batch_step(envs, texts, max_workers=self.judge_workers, timeout_s=self.judge_timeout_s)
         still_running = []
         for i, result in zip(active, results):
             rollout = rollouts[i]
