@@ -1,6 +1,6 @@
 """Loss functions for SDPO and the GRPO family, as pure tensor functions.
 
-Every function states its formula in the docstring. Notation (see ALGORITHM.md):
+Every function states its formula in the docstring. Notation (docs/algorithm.md):
 z_S, z_T student/teacher logits at completion positions (row t predicts token t),
 s = log_softmax(z_S), τ = log_softmax(z_T), y_t the sampled token, sg = stop-gradient,
 m the loss mask (completion mask × self-distillation mask × validity).

@@ -2,7 +2,7 @@
 
 `build_teacher_messages` decides, per sample, whether a successful sibling's completion
 (a demonstration) and/or environment feedback is shown to the teacher, and writes the
-teacher prompt (ALGORITHM.md "Teacher reprompts", steps 1–8). `tokenize_teacher_prompts`
+teacher prompt (docs/algorithm.md, "Teacher reprompts", steps 1–8). `tokenize_teacher_prompts`
 turns those prompts into the teacher's input ids (steps 7 and 9).
 """
 

@@ -7,22 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from sdpo_agent.cli import main
-from sdpo_envs.sandbox.bwrap import BwrapBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 WRONG = ROOT / "examples" / "solutions" / "humaneval_0_wrong.py"
 LCB_SAMPLE = ROOT / "environments" / "code_exec" / "lcb_sample.jsonl"
 
 
-@pytest.fixture(scope="module")
-def backend():
-    reason = BwrapBackend.probe()
-    if reason is not None:
-        pytest.skip(f"bwrap sandbox unavailable: {reason}")
-    return "bwrap"
+SANDBOX_BACKENDS = ("bwrap",)
 
 
 def test_judge_canonical_passes(backend, capsys):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,14 @@ from sdpo_envs.judges.code.build import (
 )
 from sdpo_envs.judges.code.harness import from_wire, outputs_match, to_wire, values_equal
 from sdpo_envs.judges.code.judge import _no_report_verdict, _parse_report, _payload
-from sdpo_envs.sandbox import ExecResult, Isolation, SandboxUnavailable, get_backend
+from sdpo_envs.sandbox import ExecResult, Isolation, get_backend
 
 FAST = CodeLimits(time_s=1.0, wall_s=3.0, memory_mb=256)
 SECRET_IN, SECRET_OUT = "HIDDEN-IN-8231", "HIDDEN-OUT-5519"
 
 
-@pytest.fixture(scope="module")
-def backend():
-    name = os.environ.get("SDPO_CODE_BACKEND", "bwrap")
-    try:
-        get_backend(name)
-    except (SandboxUnavailable, ValueError) as exc:
-        pytest.skip(f"{name} sandbox unavailable: {exc}")
-    return name
+SANDBOX_BACKENDS = ("bwrap",)
+SANDBOX_BACKENDS_FROM_ENV = True  # SDPO_CODE_BACKEND=docker runs this suite on docker
 
 
 def judge(backend, solution, tests, **kwargs):

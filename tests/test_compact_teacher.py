@@ -10,7 +10,7 @@ from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.teacher import Teacher
 from sdpo_agent.teacher_storage import CompactWeights, stochastic_round_to_bfloat16
 from sdpo_agent.trainers.policy_logits import completion_logits
-from tests.test_trainer import StopAfterFirstStep, resumable_trainer
+from tests.trainer_kit import StopAfterFirstStep, resumable_trainer
 
 
 def bf16_rounded_copy(model):

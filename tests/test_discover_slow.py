@@ -9,7 +9,7 @@ import pytest
 from sdpo_agent.cli import main
 from sdpo_agent.jobs.discover.spec import METHOD_LABELS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the real model on 2 cores
 
 BUDGET, GROUP, WINDOW = 4, 2, 400
 

@@ -11,7 +11,7 @@ import torch
 from sdpo_agent.models.resolve import CACHE_ENV, resolve_model, resolve_model_path
 from sdpo_agent.models.smollm import find_gguf_file
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the real model on 2 cores
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,11 @@ from environments.tool_use.parsing import format_tool_call
 from sdpo_envs.judges import CodeLimits, judge_code
 from sdpo_envs.judges.code.harness import outputs_match, values_equal
 from sdpo_envs.judges.math.pool import MathVerifyPool
-from sdpo_envs.sandbox import SandboxUnavailable, get_backend
 
 FAST = CodeLimits(time_s=1.0, wall_s=3.0, memory_mb=256)
 
 
-@pytest.fixture(scope="module", params=["bwrap", "docker"])
-def backend(request):
-    try:
-        get_backend(request.param)
-    except (SandboxUnavailable, ValueError) as exc:
-        pytest.skip(f"{request.param} sandbox unavailable here: {exc}")
-    return request.param
+SANDBOX_BACKENDS = ("bwrap", "docker")
 
 
 def call(fn, args, expected):

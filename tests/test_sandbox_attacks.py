@@ -18,24 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sdpo_envs.sandbox import Limits, available_backends, get_backend
+from sdpo_envs.sandbox import Limits, get_backend
 from sdpo_envs.sandbox.priority import realtime_watcher
+from tests.sandbox_kit import unavailable_reason
 
-_reasons: dict[str, str | None] = {}
-
-
-def _reason(name: str) -> str | None:
-    if not _reasons:
-        _reasons.update(available_backends())
-    return _reasons[name]
-
-
-@pytest.fixture(params=["bwrap", "docker"])
-def backend(request):
-    reason = _reason(request.param)
-    if reason is not None:
-        pytest.skip(f"sandbox backend {request.param!r} is unavailable here: {reason}")
-    return get_backend(request.param)
+SANDBOX_BACKENDS = ("bwrap", "docker")
+BACKEND_AS = "instance"
 
 
 def limits(cpu_s: float, **kwargs) -> Limits:
@@ -222,8 +210,8 @@ def test_a_reused_bwrap_slot_gets_each_runs_quota():
     from sdpo_envs.sandbox.bwrap import BwrapBackend
     from sdpo_envs.sandbox.bwrap.cgroups import CPU_PERIOD_US
 
-    if _reason("bwrap") is not None:
-        pytest.skip(_reason("bwrap"))
+    if unavailable_reason("bwrap") is not None:
+        pytest.skip(unavailable_reason("bwrap"))
     backend = BwrapBackend()
     try:
         seen = []
@@ -274,8 +262,8 @@ def test_a_watcher_refused_real_time_says_why_and_runs_as_before():
 
 
 def test_a_bwrap_run_reports_how_its_cpu_counter_is_watched():
-    if _reason("bwrap") is not None:
-        pytest.skip(_reason("bwrap"))
+    if unavailable_reason("bwrap") is not None:
+        pytest.skip(unavailable_reason("bwrap"))
     result = run(get_backend("bwrap"), "print('hi')", limits(1.0))
     report = " | ".join(result.isolation.enforced + result.isolation.missing)
     if "tree CPU total (RLIMIT_CPU per process only)" not in report:

@@ -7,19 +7,30 @@ No test here asserts on timings.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
+import os
 import socket
 import subprocess
 import sys
+import tarfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from sdpo_envs.sandbox import Limits, identity, run_python
+from sdpo_envs.sandbox.docker import supervisor as supervisor_package
 from sdpo_envs.sandbox.docker.backend import LABEL, OWNER_LABEL, DockerBackend
-from sdpo_envs.sandbox.docker.image import ensure_image, image_tag
+from sdpo_envs.sandbox.docker.image import SUPERVISOR_DIR, ensure_image, image_tag, rootfs_tar
 
 REASON = DockerBackend.probe()
-needs_engine = pytest.mark.skipif(REASON is not None, reason=f"docker backend unavailable: {REASON}")
+_skip_without_engine = pytest.mark.skipif(REASON is not None, reason=f"docker backend unavailable: {REASON}")
+
+
+def needs_engine(test):
+    """A test that talks to a Docker engine: marked ``docker``, skipped with the reason when none answers."""
+    return pytest.mark.docker(_skip_without_engine(test))
+
 
 FAST = Limits(cpu_s=1.0, wall_s=2.0, memory_mb=256, processes=32, output_bytes=64 * 1024, disk_mb=16)
 
@@ -66,8 +77,24 @@ def test_importing_the_backend_imports_neither_docker_nor_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_rootfs_is_deterministic():
-    assert image_tag() == image_tag()
+def test_rootfs_is_deterministic_and_carries_the_supervisor():
+    # Another process, another hash seed, a second later: the same bytes, so the same tag and
+    # an engine that already has the image reuses it.
+    other = subprocess.run(
+        [sys.executable, "-c", "from sdpo_envs.sandbox.docker.image import image_tag; print(image_tag())"],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.strip()
+    assert other == image_tag()
+    with tarfile.open(fileobj=io.BytesIO(rootfs_tar())) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert {m.mtime for m in members.values()} == {0}
+        supervisor = Path(supervisor_package.__file__).with_name("main.py")
+        packed = tar.extractfile(members[f"{SUPERVISOR_DIR.lstrip('/')}/main.py"])
+        assert packed is not None and packed.read() == supervisor.read_bytes()
 
 
 # ----------------------------------------------------------------- with an engine

@@ -16,26 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from sdpo_envs.sandbox import Limits, available_backends, get_backend
+from sdpo_envs.sandbox import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SMALL = Limits(cpu_s=1.0, wall_s=4.0, memory_mb=128, output_bytes=64 * 1024, processes=16, disk_mb=8)
 
-_reasons: dict[str, str | None] = {}
 
-
-def _reason(name: str) -> str | None:
-    if not _reasons:
-        _reasons.update(available_backends())
-    return _reasons[name]
-
-
-@pytest.fixture(params=["bwrap", "docker"])
-def backend(request):
-    reason = _reason(request.param)
-    if reason is not None:
-        pytest.skip(f"sandbox backend {request.param!r} is unavailable here: {reason}")
-    return get_backend(request.param)
+SANDBOX_BACKENDS = ("bwrap", "docker")
+BACKEND_AS = "instance"
 
 
 def run(backend, code: str, *, stdin: str = "", limits: Limits = SMALL, **kwargs):

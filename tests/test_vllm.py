@@ -23,7 +23,7 @@ from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.rollout.backends import build_generator, sampling_generator
 from sdpo_agent.rollout.generation import sampling_settings
 from sdpo_agent.rollout.vllm_common import VLLM_INSTALL_HINT, vllm_available
-from tests.test_trainer import FAST, ParityEnv, TwoTurnEnv
+from tests.trainer_kit import FAST, ParityEnv, TwoTurnEnv
 
 needs_vllm = pytest.mark.skipif(
     not vllm_available(),

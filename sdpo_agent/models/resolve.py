@@ -1,4 +1,4 @@
-"""Model names to (model, tokenizer), per SPEC §6: a local path, the local Hugging Face cache,
+"""Model names to (model, tokenizer): a local path, the local Hugging Face cache,
 then a built-in alias; the hub itself only when it can be reached.
 
 The project's machines cannot download anything, so the aliases are built on the spot

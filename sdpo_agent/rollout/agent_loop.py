@@ -16,6 +16,7 @@ from sdpo_envs import Feedback, TextEnv, batch_step
 from sdpo_envs.executors import Executor
 
 from .generation import GenerationBackend
+from .phase_times import PhaseTimes
 
 BUDGET_EXHAUSTED = Feedback(
     text="The answer was cut off: the completion-length budget ran out before the episode ended.",
@@ -92,8 +93,10 @@ class AgentLoop:
         executor: Executor | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
         decode: Callable[[list[int]], str] | None = None,
+        phase_times: PhaseTimes | None = None,
     ) -> None:
         self.generator = generator
+        self.phase_times = phase_times or PhaseTimes()
         self.tokenizer = tokenizer
         self.max_completion_length = max_completion_length
         self.max_turns = max_turns
@@ -121,7 +124,8 @@ class AgentLoop:
     def _sample_turn(self, batch: list[Rollout]) -> None:
         budgets = [self.max_completion_length - len(r.completion_ids) for r in batch]
         contexts = [r.prompt_ids + r.completion_ids for r in batch]
-        sampled = self.generator.generate(contexts, max(budgets))
+        with self.phase_times.measure("generate"):
+            sampled = self.generator.generate(contexts, max(budgets))
         for rollout, ids, budget in zip(batch, sampled, budgets):
             ids = ids[:budget]
             rollout.extend(ids, sampled=True)
@@ -133,13 +137,14 @@ class AgentLoop:
     ) -> list[int]:
         envs = [contexts[i].env for i in active]
         texts = [self.decode(self._last_turn_ids(rollouts[i])) for i in active]
-        results = batch_step(
-            envs,
-            texts,
-            max_workers=self.judge_workers,
-            timeout_s=self.judge_timeout_s,
-            executor=self.executor,
-        )
+        with self.phase_times.measure("judge"):
+            results = batch_step(
+                envs,
+                texts,
+                max_workers=self.judge_workers,
+                timeout_s=self.judge_timeout_s,
+                executor=self.executor,
+            )
         still_running = []
         for i, result in zip(active, results):
             rollout = rollouts[i]

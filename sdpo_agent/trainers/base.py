@@ -29,6 +29,7 @@ from ..rewards import RewardBatch, group_advantages, load_reward_funcs, score
 from ..rollout.agent_loop import AgentLoop, EpisodeContext, Rollout
 from ..rollout.backends import build_generator
 from ..rollout.batching import GenerationResult, Prompt, RolloutBatch, Row, Scores, build_tensors
+from ..rollout.phase_times import PhaseTimes
 from ..rollout.prompt_sampler import RepeatSampler
 from ..rollout.task_rows import TASK_INDEX, env_task_dataset, reset_options
 from .diagnostics import Diagnostics
@@ -66,7 +67,9 @@ class _TeacherStepCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.trainer.after_optimizer_step()
+        with self.trainer.phase_times.measure("teacher_update"):
+            self.trainer.after_optimizer_step()
+        self.trainer.publish_phase_times()
 
 
 class RolloutTrainer(Trainer):
@@ -119,7 +122,7 @@ class RolloutTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (ALGORITHM.md)
+        self.loss_is_scaled_for_ga = True  # compute_loss divides by GA itself (docs/algorithm.md)
         self.tokenizer = tokenizer
         self.eos_token_ids = sorted({tokenizer.eos_token_id, *self._generation_eos_ids()} - {None})
         self.generator = build_generator(
@@ -132,6 +135,7 @@ class RolloutTrainer(Trainer):
             max_num_seqs=args.per_device_train_batch_size * args.resolved_steps_per_generation,
         )
         self.generator.start()
+        self.phase_times = PhaseTimes()
         self.agent = AgentLoop(
             self.generator,
             tokenizer,
@@ -142,6 +146,7 @@ class RolloutTrainer(Trainer):
             judge_timeout_s=args.judge_timeout_s,
             executor=self._judge_executor(args),
             chat_template_kwargs=args.chat_template_kwargs,
+            phase_times=self.phase_times,
         )
         self._envs: list[Any] = []
         self._metrics: dict[str, dict[str, list[float]]] = {
@@ -212,7 +217,8 @@ class RolloutTrainer(Trainer):
         inputs: list[Row],
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[arg-type]
+        with self.phase_times.measure("training_step"):
+            loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[arg-type]
         self._step += 1
         return loss
 
@@ -223,7 +229,8 @@ class RolloutTrainer(Trainer):
         generate_every = steps * self.args.num_iterations
         if self._step % generate_every == 0 or self._buffered_inputs is None:
             self._buffered_inputs = None  # drop the previous batch first
-            batch = self.build_batch(generation_batch, "train")
+            with self.phase_times.measure("prepare"):
+                batch = self.build_batch(generation_batch, "train")
             self._buffered_inputs = batch.split(steps)
             self.dispatch_event(
                 "on_generation_batch_built", generate_every=generate_every, steps_per_generation=steps
@@ -406,6 +413,13 @@ class RolloutTrainer(Trainer):
                 )
 
     # -- metrics ---------------------------------------------------------------------------------
+    def publish_phase_times(self) -> None:
+        """The step's phases (``rollout/phase_times.py``) to the callbacks and the train metrics."""
+        phases = self.phase_times.take()
+        self.dispatch_event("on_step_phases", phases=phases)
+        for phase, (wall_s, _cpu_s) in phases.items():
+            self._metrics["train"][f"timing/{phase}_s"].append(wall_s)
+
     def _record_reward_metrics(
         self,
         mode: str,

@@ -9,6 +9,7 @@ import torch
 from ..config import GRPOConfig
 from ..losses import rows_with_policy_gradient, selective_log_softmax
 from ..rollout.batching import RolloutBatch
+from ..rollout.phase_times import timed_phase
 from ..teacher import frozen_copy
 from .base import RolloutTrainer, zero_loss
 from .policy_logits import student_logits
@@ -41,6 +42,7 @@ class GRPOTrainer(RolloutTrainer):
             frozen_copy(self.accelerator.unwrap_model(self.model)) if self.args.beta else None
         )
 
+    @timed_phase("loss")
     def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
         self,
         model: torch.nn.Module,
@@ -55,7 +57,8 @@ class GRPOTrainer(RolloutTrainer):
         if rows is not None and rows.numel() == 0:
             loss = zero_loss(model)
         else:
-            logits = student_logits(model, inputs, self.args.temperature, rows)
+            with self.phase_times.measure("student_forward"):
+                logits = student_logits(model, inputs, self.args.temperature, rows)
             ref_logps = None
             if self.ref_model is not None:
                 with torch.no_grad():

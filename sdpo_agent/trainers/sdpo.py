@@ -25,6 +25,7 @@ from ..losses import (
 )
 from ..reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
 from ..rollout.batching import GenerationResult, RolloutBatch, Scores, TeacherContext
+from ..rollout.phase_times import timed_phase
 from ..teacher import Teacher
 from .base import RolloutTrainer, zero_loss
 from .policy_logits import completion_logits, student_logits
@@ -134,6 +135,7 @@ class SDPOTrainer(RolloutTrainer):
         return list(gather_object(list(values)))
 
     # -- loss (per micro-batch) ----------------------------------------------------------------
+    @timed_phase("loss")
     def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
         self,
         model: torch.nn.Module,
@@ -153,7 +155,8 @@ class SDPOTrainer(RolloutTrainer):
         policy_loss: torch.Tensor | None = None
         student: torch.Tensor | None = None
         if rows.numel() or hybrid:
-            student = student_logits(model, inputs, args.temperature, student_rows)
+            with self.phase_times.measure("student_forward"):
+                student = student_logits(model, inputs, args.temperature, student_rows)
             if hybrid:
                 policy_loss = self.policy_gradient_loss(student, inputs)
                 self._metrics[mode]["policy_loss"].append(policy_loss.item())
@@ -183,9 +186,10 @@ class SDPOTrainer(RolloutTrainer):
         completion_ids = inputs.completion_ids[rows]
         teacher_ids = teacher.input_ids[rows]
         teacher_mask = teacher.attention_mask[rows]
-        teacher_logits = self.teacher.logits(
-            lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
-        )
+        with self.phase_times.measure("teacher_forward"):
+            teacher_logits = self.teacher.logits(
+                lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
+            )
         terms = self_distillation_terms(
             student,
             teacher_logits.to(student.dtype),
