@@ -12,7 +12,9 @@ bars.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -50,6 +52,18 @@ def runner(command: str) -> Callable[[argparse.Namespace], int]:
     """The function that runs ``command`` (its module imported now)."""
     module, _, function = RUNNERS[command].partition(":")
     return getattr(importlib.import_module(module), function)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """``--dry-run``: the checked command as JSON (its job's spec and task split), nothing run."""
+    spec = getattr(args, "spec", None)
+    shown = {
+        "command": args.command,
+        "spec": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else None,
+        **getattr(args, "split", {}),
+    }
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
@@ -90,7 +104,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         if name == chosen:
             module = importlib.import_module(f"{__name__}.{name}")
             module.configure(sub)
-            sub.set_defaults(_prepare=getattr(module, "prepare", None), _parser=sub)
+            prepare = getattr(module, "prepare", None)
+            if prepare is not None:
+                sub.add_argument(
+                    "--dry-run",
+                    action="store_true",
+                    help="check the whole command (flags, env, task split), print what would run, run nothing",
+                )
+            sub.set_defaults(_prepare=prepare, _parser=sub)
+    parser.command_parsers = subparsers.choices  # type: ignore[attr-defined]
     return parser
 
 
@@ -99,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
+        command = _chosen_command(argv)
+        if command is not None:
+            parser.command_parsers[command].check_flags(argv[argv.index(command) + 1 :])
         args, extras = parser.parse_known_args(argv)
         if extras:
             getattr(args, "_parser", parser).unknown_arguments(extras)
@@ -107,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.progress = not args.quiet and sys.stderr.isatty()
         if args._prepare is not None:
             args._prepare(args)  # every check that needs no torch, before the job is imported
+            if args.dry_run:
+                return dry_run(args)
         if not args.progress:
             quiet_libraries()
         return int(runner(args.command)(args) or 0)

@@ -30,7 +30,7 @@ def prepare(args: argparse.Namespace) -> None:
         raise UsageError(f"--algorithms is empty; choose from {', '.join(ALGORITHMS)}")
     args.seeds = int_list(args.seeds, "--seeds")
     args.spec = job_spec(args, output_dir=args.output_dir, quiet=not args.progress)
-    check_env(args.spec.env, args.spec.env_kwargs, args.spec.eval_tasks, "--eval-tasks")
+    args.split = check_env(args.spec.env, args.spec.env_kwargs, args.spec.eval_tasks, "--eval-tasks")
     args.sft = (
         warm_start_spec(args, args.spec.env, args.spec.model, args.spec.env_kwargs)
         if args.warm_start

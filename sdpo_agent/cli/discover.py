@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from sdpo_envs import make_env_factory
+
+from ..jobs.discover.questions import resolve_tasks
 from ..jobs.discover.spec import METHODS, DiscoverySpec
 from .errors import UsageError, did_you_mean
 from .job_options import add_warm_start_options, check_env, warm_start_spec
@@ -65,5 +68,11 @@ def prepare(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"unknown method {name!r}{did_you_mean(name, METHODS)} (choose from {', '.join(METHODS)})"
             )
-    check_env(args.spec.env, env_kwargs, 0, "--env")
+    args.split = check_env(args.spec.env, env_kwargs, 0, "--env")
+    try:
+        args.split["questions"] = resolve_tasks(
+            make_env_factory(args.spec.env, **env_kwargs)(), comma_list(args.task)
+        )
+    except ValueError as exc:
+        raise UsageError(f"--task: {exc}") from None
     args.sft = warm_start_spec(args, args.env, args.model, env_kwargs) if args.warm_start else None

@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 import gymnasium as gym
 import yaml
 
+_NUMBER = re.compile(r"-\d+(\.\d*)?([eE][-+]?\d+)?")  # a negative value, not a flag
 USAGE_STATUS = 2
 FAILURE_STATUS = 1
 
@@ -45,6 +47,19 @@ class Parser(argparse.ArgumentParser):
     def help_hint(self) -> str:
         command = self.prog.removeprefix("sdpo").strip()
         return f"`sdpo {command} --help`" if command else "`sdpo --help`"
+
+    def check_flags(self, words: Sequence[str]) -> None:
+        """Answer an unknown flag before anything else (a missing required flag included): a
+        typo is the likelier mistake, and the answer names the flag that was meant."""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        for word in words:
+            if word == "--":
+                return
+            name = word.split("=", 1)[0]
+            if not name.startswith("-") or name == "-" or _NUMBER.fullmatch(name):
+                continue
+            if name not in flags and not any(flag.startswith(name) for flag in flags if flag.startswith("--")):
+                self.unknown_arguments([name])
 
     def unknown_arguments(self, extras: list[str]) -> NoReturn:
         """The answer to flags this command does not have: the nearest flag, then its usage."""

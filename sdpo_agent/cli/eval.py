@@ -32,5 +32,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def prepare(args: argparse.Namespace) -> None:
     env_kwargs = parse_pairs(args.env_arg, "--env-arg")
     spec = build_spec(EvalSpec, args, EVAL_FIELDS, env_kwargs=env_kwargs, use_vllm=args.use_vllm)
-    check_env(spec.env, spec.env_kwargs, spec.tasks, "--tasks")
+    args.split = check_env(spec.env, spec.env_kwargs, spec.tasks, "--tasks")
     args.spec = spec

@@ -87,11 +87,12 @@ def job_spec(args: argparse.Namespace, **extra: Any) -> JobSpec:
     return named_spec(JobSpec, values, flag_names(JOB_FIELDS))
 
 
-def check_env(env: str, env_kwargs: dict[str, Any], heldout: int | None, flag: str) -> None:
+def check_env(env: str, env_kwargs: dict[str, Any], heldout: int | None, flag: str) -> dict[str, int]:
     """Build the env once and split its tasks, so a wrong id, argument, dataset or held-out
-    size is answered before torch loads."""
+    size is answered before torch loads; the sizes of the split (for ``--dry-run``)."""
     probe = make_env_factory(env, **env_kwargs)()
     try:
-        split_indices(probe, heldout)
+        train, held_out = split_indices(probe, heldout)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
+    return {"train_tasks": len(train), "heldout_tasks": len(held_out)}

@@ -38,5 +38,5 @@ def spec_from_args(args: argparse.Namespace) -> SFTSpec:
 
 def prepare(args: argparse.Namespace) -> None:
     spec = spec_from_args(args)
-    check_env(spec.env, dict(spec.env_kwargs), 0, "--env")
+    args.split = check_env(spec.env, dict(spec.env_kwargs), 0, "--env")
     args.spec = spec

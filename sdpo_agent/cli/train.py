@@ -23,5 +23,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def prepare(args: argparse.Namespace) -> None:
     spec = job_spec(args, algorithm=args.algorithm, seed=args.seed, quiet=not args.progress)
     spec.output_dir = args.output_dir or f"runs/{spec.env.replace('/', '_')}-{args.algorithm}-s{args.seed}"
-    check_env(spec.env, spec.env_kwargs, spec.eval_tasks, "--eval-tasks")
+    args.split = check_env(spec.env, spec.env_kwargs, spec.eval_tasks, "--eval-tasks")
     args.spec = spec
