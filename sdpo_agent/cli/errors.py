@@ -38,6 +38,11 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def _add_action(self, action: argparse.Action) -> argparse.Action:
+        if action.help is None and action.option_strings:
+            action.help = action.dest.replace("_", " ")  # argparse hides an option with no help, default too
+        return super()._add_action(action)
+
     def error(self, message: str) -> NoReturn:
         if "invalid choice" in message and "argument COMMAND" in message:
             word = message.split("'")[1]
@@ -58,7 +63,9 @@ class Parser(argparse.ArgumentParser):
             name = word.split("=", 1)[0]
             if not name.startswith("-") or name == "-" or _NUMBER.fullmatch(name):
                 continue
-            if name not in flags and not any(flag.startswith(name) for flag in flags if flag.startswith("--")):
+            if name not in flags and not any(
+                flag.startswith(name) for flag in flags if flag.startswith("--")
+            ):
                 self.unknown_arguments([name])
 
     def unknown_arguments(self, extras: list[str]) -> NoReturn:

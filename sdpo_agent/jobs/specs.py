@@ -74,7 +74,7 @@ class JobSpec:
     )
     max_completion_length: int = field(default=128, metadata={"help": "longest completion", "unit": "tokens"})
     learning_rate: float = field(default=1e-5, metadata={"help": "optimizer learning rate"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of sampling, shuffling and the held-out draws"})
     eval_every: int = field(
         default=5,
         metadata={"help": "held-out evaluation interval (0: start/end only)", "unit": "steps"},
@@ -123,7 +123,7 @@ class EvalSpec:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     max_completion_length: int = field(default=256, metadata={"help": "longest completion", "unit": "tokens"})
     max_turns: int = field(default=4, metadata={"help": "turn limit of multi-turn envs"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of sampling"})
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     use_vllm: bool = False
 
@@ -160,7 +160,7 @@ class SFTSpec:
     epochs: float = field(default=2.0, metadata={"help": "passes over the demonstrations"})
     learning_rate: float = field(default=5e-5, metadata={"help": "optimizer learning rate"})
     batch_size: int = field(default=8, metadata={"help": "demonstrations per optimizer step"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of shuffling and initialisation"})
     max_length: int = 1024
     env_kwargs: tuple[tuple[str, Any], ...] = ()
     reprompt_demonstrations: bool = field(

@@ -38,7 +38,7 @@ class DiscoverySpec:
         default=2048, metadata={"help": "context budget of the retry conversation", "unit": "tokens"}
     )
     best_of_samples: int | None = field(
-        default=None, metadata={"help": "i.i.d. samples per seed (n >= budget; default: budget)"}
+        default=None, metadata={"help": "i.i.d. samples per seed, n >= budget (default: the budget)"}
     )
     stop_at_first_success: bool = field(
         default=True,
