@@ -12,6 +12,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from transformers import TrainingArguments
 
 from sdpo_envs.judge_backends import JUDGE_BACKENDS
+from sdpo_envs.value_types import coerce
 
 SCALE_REWARDS = ("group", "batch", "none")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
@@ -51,6 +53,20 @@ def _resolved(value: int | None, name: str) -> int:
     if value is None:
         raise ValueError(f"{name} is unset: RolloutConfig.__post_init__ resolves it")
     return value
+
+
+def check_field_values(config_class: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` read as ``config_class`` declares its fields (``1e-5`` text as a float), or
+    ``ValueError`` naming the field and its type (``beta=abc`` is no number)."""
+    hints = typing.get_type_hints(config_class)
+    out = dict(values)
+    for name, value in values.items():
+        if name in hints:
+            try:
+                out[name] = coerce(f"{config_class.__name__} field {name}", value, hints[name])
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
+    return out
 
 
 Check = tuple[bool, str]
@@ -306,6 +322,9 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
         if getattr(self, "activation_checkpointing", False) is None:
             self.activation_checkpointing = self.gradient_checkpointing
         self.scale_rewards = resolve_scale_rewards(self.scale_rewards)
+        if self.dataloader_pin_memory and not torch.accelerator.is_available():
+            # Pinned memory only serves an accelerator; without one, torch warns on every run.
+            self.dataloader_pin_memory = False
         super().__post_init__()
         if self.epsilon_high is None:
             self.epsilon_high = self.epsilon

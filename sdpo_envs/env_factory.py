@@ -16,6 +16,7 @@ from gymnasium.envs.registration import load_env_creator
 from .core import TextEnv
 from .interop.spec import make_from_spec, split_spec
 from .registry import registered_envs
+from .value_types import coerce, resolved_hints
 
 EnvSpec = str | gym.Env | Callable[[], gym.Env]
 
@@ -59,6 +60,7 @@ def check_env_id(env_id: str) -> None:
 
 
 def _make(env_id: str, make_kwargs: Mapping[str, Any]) -> TextEnv:
+    make_kwargs = checked_kwargs(env_id, make_kwargs)
     try:
         return gym.make(env_id, **make_kwargs).unwrapped
     except TypeError as exc:
@@ -72,6 +74,26 @@ def _make(env_id: str, make_kwargs: Mapping[str, Any]) -> TextEnv:
             + (f"; did you mean {hint[0]}?" if hint else "")
             + f" (its arguments: {', '.join(known)})"
         ) from None
+
+
+def checked_kwargs(env_id: str, make_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``make_kwargs`` read as the env class declares them (``1e-3`` text as a float), or
+    ``ValueError`` naming the argument and its type (``reveal_answer=maybe`` is no boolean)."""
+    entry_point = gym.spec(env_id).entry_point
+    cls = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    hints: dict[str, Any] = {}
+    for klass in reversed(getattr(cls, "__mro__", [cls])):  # a subclass's annotation wins
+        init = getattr(klass, "__init__", None)
+        if init is not None and init is not object.__init__:
+            hints.update(resolved_hints(init))
+    out = dict(make_kwargs)
+    for name, value in make_kwargs.items():
+        if name in hints and name != "return":
+            try:
+                out[name] = coerce(f"{env_id} argument {name}", value, hints[name])
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
+    return out
 
 
 def _arguments(entry_point: Any) -> list[str]:

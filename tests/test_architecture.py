@@ -5,6 +5,10 @@ cli -> jobs -> trainers -> (rollout, reprompt, teacher, losses, rewards) -> (con
 -> models.
 ``sdpo_envs`` and ``environments`` never import ``sdpo_agent``; ``sdpo_envs`` finds
 ``environments`` through entry points, never by import.
+
+The command line imports its command modules and their runners by name, from one dispatch
+point (``COMMANDS`` and ``RUNNERS`` in ``sdpo_agent/cli/__init__.py``); those names count here
+as imports of ``sdpo_agent.cli``, so the lazy targets obey the same rules.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ AGENT_RANKS = {
     "models": 1,
 }
 MAX_LINES = 500
+DISPATCH = ROOT / "sdpo_agent" / "cli" / "__init__.py"
 
 
 def _module_name(path: Path) -> str:
@@ -59,6 +64,30 @@ def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     return sorted({n for n in names if n.split(".")[0] in PACKAGES})
 
 
+def _table(tree: ast.Module, name: str) -> dict[str, str]:
+    """The string-to-string dict literal assigned to ``name`` at the top of a module."""
+    for node in tree.body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):
+            return {
+                ast.literal_eval(k): ast.literal_eval(v) for k, v in zip(node.value.keys, node.value.values)
+            }
+    raise AssertionError(f"no {name} table in {DISPATCH}")
+
+
+@cache
+def _lazy_targets() -> list[str]:
+    """The modules the CLI's dispatch point imports by name: each command's module and runner."""
+    tree = ast.parse(DISPATCH.read_text(encoding="utf-8"))
+    commands = [f"sdpo_agent.cli.{name}" for name in _table(tree, "COMMANDS")]
+    runners = [target.partition(":")[0] for target in _table(tree, "RUNNERS").values()]
+    return sorted(set(commands + runners))
+
+
 @cache
 def _imports() -> dict[str, list[tuple[str, bool]]]:
     """module -> [(imported project module, inside a function?)]."""
@@ -77,6 +106,7 @@ def _imports() -> dict[str, list[tuple[str, bool]]]:
             if isinstance(node, (ast.Import, ast.ImportFrom))
             for target in _targets(module, node)
         ]
+    found["sdpo_agent.cli"] += [(target, False) for target in _lazy_targets()]
     return found
 
 
@@ -151,6 +181,21 @@ def test_the_checks_see_a_cycle_and_a_wrong_way_import():
     assert _inverted("sdpo_agent.models.resolve", "sdpo_agent.jobs.train")
     assert not _inverted("sdpo_agent.jobs.train", "sdpo_agent.models.resolve")
     assert ("sdpo_agent.config", False) in _imports()["sdpo_agent.trainers.base"]
+
+
+def test_every_lazy_target_of_the_dispatch_exists():
+    tree = ast.parse(DISPATCH.read_text(encoding="utf-8"))
+    assert set(_table(tree, "RUNNERS")) == set(_table(tree, "COMMANDS"))
+    for command, target in _table(tree, "RUNNERS").items():
+        module, _, function = target.partition(":")
+        assert module in _modules(), (command, target)
+        defined = {
+            n.name for n in ast.parse(_modules()[module].read_text()).body if isinstance(n, ast.FunctionDef)
+        }
+        assert function in defined, (command, target)
+    # the lazy edges are in the graph the layer and cycle rules check
+    assert ("sdpo_agent.cli.runners.train", False) in _imports()["sdpo_agent.cli"]
+    assert "sdpo_agent.cli.train" in _lazy_targets()
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:

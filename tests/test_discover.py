@@ -14,8 +14,8 @@ from sdpo_agent.cli import main
 from sdpo_agent.jobs.discover.baselines import OMITTED_ATTEMPT, fit_retry_window
 from sdpo_agent.jobs.discover.curves import chain_discovery_curve
 from sdpo_agent.jobs.discover.per_question_sdpo import sdpo_config
+from sdpo_agent.jobs.discover.questions import resolve_tasks
 from sdpo_agent.jobs.discover.report import median_attempts, reading, spread_text
-from sdpo_agent.jobs.discover.run import resolve_tasks
 from sdpo_agent.jobs.discover.spec import DiscoverySpec
 from sdpo_agent.jobs.eval import pass_at_k
 from sdpo_envs import Feedback, TextEnv

@@ -9,7 +9,7 @@ import pytest
 
 import sdpo_envs  # noqa: F401  (registers the built-in envs)
 from sdpo_agent.jobs.eval import bootstrap_ci, pass_at_k
-from sdpo_agent.rollout.task_rows import MAX_DRAWN_TASKS, split_indices
+from sdpo_agent.rollout.task_split import MAX_DRAWN_TASKS, split_indices
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 6])

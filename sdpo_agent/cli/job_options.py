@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..jobs.sft import SFTSpec
-from ..jobs.train import JobSpec
+from sdpo_envs import make_env_factory
+
+from ..jobs.specs import JobSpec, SFTSpec
+from ..rollout.task_split import split_indices
+from .errors import UsageError
 from .options import (
     add_config_file,
     add_env_args,
@@ -15,9 +18,12 @@ from .options import (
     add_judge_backend_flags,
     add_set_flag,
     add_vllm_flag,
+    build_spec,
     config_overrides,
     explicit,
     fields_from,
+    flag_names,
+    named_spec,
     parse_pairs,
     read_config_file,
 )
@@ -55,11 +61,14 @@ def add_warm_start_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def warm_start_spec(args: argparse.Namespace, env: str, model: str, env_kwargs: dict[str, Any]) -> SFTSpec:
-    return SFTSpec(
+    return build_spec(
+        SFTSpec,
+        args,
+        WARM_START_FIELDS,
+        prefix="sft",
         env=env,
         model=model,
         env_kwargs=tuple(sorted(env_kwargs.items())),
-        **fields_from(args, WARM_START_FIELDS, prefix="sft"),
     )
 
 
@@ -76,4 +85,16 @@ def job_spec(args: argparse.Namespace, **extra: Any) -> JobSpec:
     overrides = {k: v for k, v in from_file.items() if k not in JOB_FIELDS and k != "env_kwargs"}
     overrides.update(config_overrides(args))
     env_kwargs = {**(from_file.get("env_kwargs") or {}), **parse_pairs(args.env_arg, "--env-arg")}
-    return JobSpec(**job, env_kwargs=env_kwargs, overrides=overrides, **extra)
+    values = {**job, "env_kwargs": env_kwargs, "overrides": overrides, **extra}
+    return named_spec(JobSpec, values, flag_names(JOB_FIELDS))
+
+
+def check_env(env: str, env_kwargs: dict[str, Any], heldout: int | None, flag: str) -> dict[str, int]:
+    """Build the env once and split its tasks, so a wrong id, argument, dataset or held-out
+    size is answered before torch loads; the sizes of the split (for ``--dry-run``)."""
+    probe = make_env_factory(env, **env_kwargs)()
+    try:
+        train, held_out = split_indices(probe, heldout)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+    return {"train_tasks": len(train), "heldout_tasks": len(held_out)}

@@ -36,11 +36,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--canonical", action="store_true", help="judge the task's canonical solution")
     parser.add_argument("--backend", default="auto", help="sandbox backend: auto, bwrap, docker, process")
     parser.add_argument(
+        "--verbose", action="store_true", help="list every protection the sandbox enforced, one per line"
+    )
+    parser.add_argument(
         "--allow-unsafe", action="store_true", help="allow the 'process' backend (no isolation)"
     )
-    parser.add_argument("--time-limit", type=float, default=None, help="CPU seconds per test")
-    parser.add_argument("--memory-mb", type=int, default=None, help="memory per test (MB)")
-    parser.add_argument("--reward", choices=("binary", "fraction"), default="binary")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="CPU seconds per test (default: the task's own limit)"
+    )
+    parser.add_argument(
+        "--memory-mb", type=int, default=None, help="memory per test, MB (default: the task's own limit)"
+    )
+    parser.add_argument(
+        "--reward",
+        choices=("binary", "fraction"),
+        default="binary",
+        help="1 only if all pass, or the share passed",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     add_judge_backend_flags(parser)
 
@@ -76,6 +88,31 @@ def _table(details: dict[str, Any]) -> list[str]:
             f"{record['verdict']:<14}  {cpu:>7}  {wall:>7}"
         )
     return lines
+
+
+def isolation_items(isolation: str) -> list[str]:
+    """The sandbox's record split into its protections: ``bwrap: a, b (c, d), e`` -> the
+    backend's line, then a, b (c, d), e (commas inside brackets do not split)."""
+    backend, _, rest = isolation.partition(": ")
+    items, depth, current = [], 0, ""
+    for char in rest:
+        depth += char in "(["
+        depth -= char in ")]"
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items = [item for item in [*items, current.strip()] if item]
+    return [backend, *items] if rest else ([isolation] if isolation else [])
+
+
+def short_isolation(isolation: str) -> str:
+    """One short line: the backend and how many protections it recorded (``--verbose`` lists them)."""
+    items = isolation_items(isolation)
+    if len(items) <= 1:
+        return isolation or "n/a"
+    return f"{items[0]} ({len(items) - 1} protections enforced; --verbose lists them)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"task:      {args.task}")
         print(f"verdict:   {feedback.verdict}")
         print(f"reward:    {reward:g}")
-        print(f"isolation: {isolation or 'n/a'}")
+        if args.verbose:
+            print("isolation:")
+            print("\n".join(f"  {item}" for item in isolation_items(isolation)) or "  n/a")
+        else:
+            print(f"isolation: {short_isolation(isolation)}")
         print("feedback:")
         print("  " + feedback.text.replace("\n", "\n  "))
         if feedback.details.get("tests"):

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError, one_line
+from ..jobs.specs import SpecError
+from .errors import UsageError, headline
 
 
 def _flag(name: str, prefix: str) -> str:
@@ -61,7 +62,30 @@ def add_fields(
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = kind
-        parser.add_argument(_flag(name, prefix), **kwargs)
+        action = parser.add_argument(_flag(name, prefix), **kwargs)
+        action.unit = field.metadata.get("unit")  # type: ignore[attr-defined]  # shown by --help
+
+
+def build_spec(
+    spec: type, args: argparse.Namespace, names: tuple[str, ...], *, prefix: str = "", **extra: Any
+) -> Any:
+    """``spec(**values of the flags of names, **extra)``; a wrong value is a ``UsageError``
+    that names the flags (``--batch-size``), not the fields (``batch_size``)."""
+    values = {**fields_from(args, names, prefix=prefix), **extra}
+    return named_spec(spec, values, flag_names(names, prefix))
+
+
+def flag_names(names: tuple[str, ...], prefix: str = "") -> dict[str, str]:
+    """field -> the flag ``add_fields`` gave it."""
+    return {name: _flag(name, prefix) for name in names}
+
+
+def named_spec(spec: type, values: dict[str, Any], flags: dict[str, str]) -> Any:
+    """``spec(**values)`` with a ``SpecError``'s fields shown as ``flags``."""
+    try:
+        return spec(**values)
+    except SpecError as exc:
+        raise UsageError(exc.named(flags)) from None
 
 
 def fields_from(args: argparse.Namespace, names: tuple[str, ...], *, prefix: str = "") -> dict[str, Any]:
@@ -79,12 +103,23 @@ def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise UsageError(f"{flag} {pair!r}: the value is not valid YAML ({one_line(exc)})") from None
+            raise UsageError(f"{flag} {pair!r}: the value is not valid YAML ({headline(exc)})") from None
     return out
 
 
 def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """Comma-separated integers (``--seeds 0,1``), or a ``UsageError`` naming ``flag``."""
+    try:
+        values = [int(part) for part in comma_list(text)]
+    except ValueError:
+        raise UsageError(f"{flag} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise UsageError(f"{flag} is empty")
+    return values
 
 
 def add_env_args(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +177,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_config_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML file: job keys and/or config fields")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML file: job keys and/or config fields"
+    )
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:
@@ -153,7 +190,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UsageError(f"--config {path}: {one_line(exc)}") from None
+        raise UsageError(f"--config {path}: {headline(exc)}") from None
     if not isinstance(loaded, dict):
         raise UsageError(f"--config {path}: expected a mapping of keys to values at the top level")
     return loaded

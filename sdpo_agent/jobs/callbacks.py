@@ -1,4 +1,5 @@
-"""Trainer callbacks for jobs: JSONL metrics and held-out evaluation at intervals."""
+"""Trainer callbacks for jobs: JSONL metrics, held-out evaluation at intervals, and the
+terminal's progress bar."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from ..rollout.backends import engine_view
@@ -110,3 +112,44 @@ class HeldOutEvalCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.indices and (not self.history or self.history[-1]["step"] != state.global_step):
             self.run_eval(state)
+
+
+# What the bar shows of a step's log record: (key in the record, label), the rest is in metrics.jsonl.
+PROGRESS_FIELDS = (
+    ("reward", "reward"),
+    ("success_rate", "pass"),
+    ("loss", "loss"),
+    ("heldout/pass@1", "held-out pass@1"),
+)
+
+
+class TrainProgressCallback(TrainerCallback):
+    """One progress bar on the terminal: step/total, elapsed and ETA, and the few numbers that
+    matter (reward, pass rate, loss, the last held-out pass@1); every number of every step
+    goes to ``metrics.jsonl`` (``JsonlMetricsCallback``), not here."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.shown: dict[str, str] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", dynamic_ncols=True)
+            self.bar.update(state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        for key, label in PROGRESS_FIELDS:
+            if isinstance(logs.get(key), (int, float)):
+                self.shown[label] = f"{logs[key]:.3g}"
+        self.bar.set_postfix(self.shown, refresh=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -13,13 +13,15 @@ import torch
 from tqdm.auto import tqdm
 
 from sdpo_envs import TextEnv, make_env_factory
-from sdpo_envs.executors import Executor, check_judge_backend, make_executor
+from sdpo_envs.executors import Executor, make_executor
 
 from ..models.resolve import resolve_model
 from ..rollout.agent_loop import AgentLoop, EpisodeContext
 from ..rollout.backends import sampling_generator
 from ..rollout.generation import GenerationBackend, sampling_settings
-from ..rollout.task_rows import reset_options, split_indices
+from ..rollout.task_rows import reset_options
+from ..rollout.task_split import split_indices
+from .specs import EvalSpec
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -160,42 +162,6 @@ def evaluate_env(
         judge_error_rate=errors / max(1, len(jobs)),
         verdicts=verdicts,
     )
-
-
-@dataclass
-class EvalSpec:
-    """A model's pass@k on an environment's held-out tasks (``sdpo eval``)."""
-
-    env: str
-    model: str = "tiny"
-    tasks: int = field(default=32, metadata={"help": "held-out tasks to evaluate"})
-    samples: int = field(default=8, metadata={"help": "samples per task (n)"})
-    k: str = field(default="1,8", metadata={"help": "comma-separated k values (each <= samples)"})
-    temperature: float = 1.0
-    max_completion_length: int = 256
-    max_turns: int = 4
-    seed: int = 0
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    use_vllm: bool = False
-    judge_backend: str = "local"
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        check_judge_backend(self.judge_backend, self.ray_address)
-        ks = self.ks
-        if not ks or ks[0] < 1:
-            raise ValueError(f"k must list positive integers, got {self.k!r}")
-        if ks[-1] > self.samples:
-            raise ValueError(
-                f"pass@{ks[-1]} needs at least {ks[-1]} samples per task: raise samples or lower k"
-            )
-
-    @property
-    def ks(self) -> list[int]:
-        try:
-            return sorted({int(k) for k in self.k.split(",") if k.strip()})
-        except ValueError:
-            raise ValueError(f"k must be comma-separated integers, got {self.k!r}") from None
 
 
 def run_eval(spec: EvalSpec, *, progress: bool = False) -> tuple[EvalResult, int]:

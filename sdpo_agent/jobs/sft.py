@@ -8,11 +8,10 @@ by a hash of everything that determines it; repeated runs load it instead of tra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +25,10 @@ from ..config import RepromptSettings
 from ..models.resolve import cache_root, resolve_model
 from ..reprompt import build_teacher_messages
 from ..rollout.agent_loop import observation_tokens
-from ..rollout.task_rows import split_indices
+from ..rollout.task_split import split_indices
+from .specs import SFTSpec
 
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class SFTSpec:
-    """A warm start: supervised epochs on an environment's oracle demonstrations."""
-
-    env: str
-    model: str = "tiny"
-    tasks: int = field(default=256, metadata={"help": "oracle demonstrations"})
-    epochs: float = 2.0
-    learning_rate: float = 5e-5
-    batch_size: int = 8
-    seed: int = 0
-    max_length: int = 1024
-    env_kwargs: tuple[tuple[str, Any], ...] = ()
-    reprompt_demonstrations: bool = field(
-        default=False,
-        metadata={
-            "help": "also teach the oracle answer behind SDPO's teacher reprompts (a sibling's solution, "
-            "or the env's feedback to a failed attempt), so the self-teacher can read them"
-        },
-    )
-
-    def key(self) -> str:
-        values = asdict(self)
-        if not self.reprompt_demonstrations:  # caches made before the field existed stay valid
-            del values["reprompt_demonstrations"]
-        payload = json.dumps({**values, "recipe": 2}, sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def demonstration_tokens(

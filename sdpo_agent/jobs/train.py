@@ -7,78 +7,33 @@ import ctypes
 import dataclasses
 import gc
 import json
-from dataclasses import dataclass, field
+import logging
 from pathlib import Path
 from typing import Any
 
-from transformers import PrinterCallback
+from tqdm.contrib.logging import logging_redirect_tqdm
+from transformers import PrinterCallback, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from sdpo_envs import make_env_factory
 
-from ..config import GRPOConfig, SDPOConfig, check_field_names
+from ..config import GRPOConfig, SDPOConfig, check_field_names, check_field_values
 from ..models.resolve import resolve_model
-from ..rollout.task_rows import index_dataset, split_indices
+from ..rollout.task_rows import index_dataset
+from ..rollout.task_split import split_indices
 from ..trainers.grpo import GRPOTrainer
 from ..trainers.sdpo import SDPOTrainer
-from .callbacks import HeldOutEvalCallback, JsonlMetricsCallback
+from .callbacks import HeldOutEvalCallback, JsonlMetricsCallback, TrainProgressCallback
+from .specs import JobSpec
 
-ALGORITHMS = ("sdpo", "grpo", "dapo", "dr_grpo")
 # What each baseline name means on the shared GRPO path.
+CHECKPOINT_MIN_STEPS = 20
 ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
     "sdpo": {},
     "grpo": {"loss_type": "grpo"},
     "dapo": {"loss_type": "dapo", "epsilon_high": 0.28, "mask_truncated_completions": True},
     "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none"},
 }
-
-
-MODEL_HELP = "local path, cached hub name, or alias (tiny, smollm2-135m)"
-
-
-@dataclass
-class JobSpec:
-    """One training run on an environment with held-out evaluation (``sdpo train``; the runs
-    of ``sdpo compare``). Field help is the command line's."""
-
-    env: str = field(
-        metadata={
-            "help": "environment id (sdpo/Math-v0) or another library's env as <standard>:<target> "
-            "(openenv:http://host:port, trl:module:Class; README, Environments from other libraries)"
-        }
-    )
-    model: str = field(default="tiny", metadata={"help": MODEL_HELP})
-    algorithm: str = field(default="sdpo", metadata={"help": f"one of {', '.join(ALGORITHMS)}"})
-    output_dir: str = "runs/job"
-    steps: int = field(default=20, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=8, metadata={"help": "completions per optimizer step"})
-    num_generations: int = field(default=4, metadata={"help": "completions per prompt (group size)"})
-    max_completion_length: int = 128
-    learning_rate: float = 1e-5
-    seed: int = 0
-    eval_every: int = field(
-        default=5, metadata={"help": "held-out evaluation interval in steps (0: start/end only)"}
-    )
-    eval_tasks: int = field(default=32, metadata={"help": "held-out tasks"})
-    eval_samples: int = field(default=4, metadata={"help": "samples per held-out task (n of pass@k)"})
-    eval_temperature: float = 1.0
-    quiet: bool = field(default=False, metadata={"help": "no progress bars or per-step logs on the terminal"})
-    checkpoints: bool = field(
-        default=True, metadata={"help": "save a resumable checkpoint (weights + optimizer) halfway"}
-    )
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig/GRPOConfig field
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        for name in ("steps", "batch_size", "num_generations", "max_completion_length", "eval_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "eval_tasks"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
 
 def config_for(spec: JobSpec):
@@ -94,30 +49,35 @@ def config_for(spec: JobSpec):
         "learning_rate": spec.learning_rate,
         "seed": spec.seed,
         "logging_steps": 1,
-        "save_strategy": "steps" if spec.checkpoints else "no",
+        # A short run is cheaper to rerun than to resume: no checkpoint below 20 steps, and
+        # only the latest one kept (the final weights go to final/ either way).
+        "save_strategy": "steps" if spec.checkpoints and spec.steps >= CHECKPOINT_MIN_STEPS else "no",
         "save_steps": max(1, spec.steps // 2),
-        "save_total_limit": 2,
+        "save_total_limit": 1,
         # Checkpointing costs no measurable step time here (generation dominates; completions are
         # short) and keeps a smollm2 step's activations out of the peak: 4.74 -> 3.71 GB.
         "gradient_checkpointing": True,
-        "report_to": _tensorboard_if_available(),
-        "disable_tqdm": spec.quiet,
+        "report_to": [],  # TensorBoard is added by run_job, writing to <output_dir>/tensorboard
+        "disable_tqdm": True,  # TrainProgressCallback draws the bar; transformers' prints raw dicts
         "env_kwargs": dict(spec.env_kwargs),
         **ALGORITHM_PRESETS[spec.algorithm],
     }
     if spec.algorithm == "sdpo":
         values["include_environment_feedback"] = True
     check_field_names(cls, spec.overrides)
-    values.update(spec.overrides)
+    values.update(check_field_values(cls, spec.overrides))
     return cls(**values)
 
 
-def _tensorboard_if_available() -> list[str]:
+def _tensorboard(out: Path) -> list[TrainerCallback]:
+    """A TensorBoard writer into ``out/tensorboard`` (not transformers' nested ``runs/<date>``),
+    where the package is installed."""
     try:
-        import tensorboard  # noqa: F401
-    except ImportError:
+        callback = TensorBoardCallback()
+    except RuntimeError:  # tensorboard (or tensorboardX) not installed
         return []
-    return ["tensorboard"]
+    callback.logging_dir = str(out / "tensorboard")
+    return [callback]
 
 
 def run_job(
@@ -160,13 +120,20 @@ def run_job(
         env=spec.env,
         train_dataset=index_dataset(train_idx),
         processing_class=tokenizer,
-        callbacks=[metrics, evaluator],
+        callbacks=[metrics, evaluator, *_tensorboard(out)],
     )
     evaluator.trainer = trainer
-    if spec.quiet:
-        trainer.remove_callback(PrinterCallback)  # disable_tqdm's fallback prints every log
+    trainer.remove_callback(PrinterCallback)  # disable_tqdm's fallback prints every log
+    if not spec.quiet:
+        trainer.add_callback(TrainProgressCallback())
     try:
-        trainer.train()
+        # The trainers' warnings are written above the progress bar instead of through it.
+        with (
+            contextlib.nullcontext()
+            if spec.quiet
+            else logging_redirect_tqdm([logging.getLogger("sdpo_agent")])
+        ):
+            trainer.train()
         trainer.save_model(str(out / "final"))
     finally:
         trainer.generator.close()  # a vLLM engine and its KV cache go with the run

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..specs import MODEL_HELP, SpecError, check_field_types
+
 METHODS = ("sdpo", "best_of_k", "retries")
 
 
@@ -24,19 +26,19 @@ METHOD_LABELS = {
 class DiscoverySpec:
     """Everything that determines a discovery run, except which questions, seeds and methods."""
 
-    env: str
-    model: str = "tiny"
+    env: str = field(metadata={"help": "environment id, e.g. sdpo/Math-v0"})
+    model: str = field(default="tiny", metadata={"help": MODEL_HELP})
     budget: int = field(default=16, metadata={"help": "attempts (generated completions) per chain"})
     group_size: int = field(default=4, metadata={"help": "SDPO attempts per step (G)"})
     topk: int = field(default=100, metadata={"help": "SDPO distillation top-K logits"})
-    learning_rate: float = 1e-5
-    max_completion_length: int = 256
+    learning_rate: float = field(default=1e-5, metadata={"help": "SDPO's learning rate"})
+    max_completion_length: int = field(default=256, metadata={"help": "longest attempt", "unit": "tokens"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature, every method"})
     retry_window_tokens: int = field(
-        default=2048, metadata={"help": "context budget of the retry conversation"}
+        default=2048, metadata={"help": "context budget of the retry conversation", "unit": "tokens"}
     )
     best_of_samples: int | None = field(
-        default=None, metadata={"help": "i.i.d. samples per seed (n >= budget; default: budget)"}
+        default=None, metadata={"help": "i.i.d. samples per seed, n >= budget (default: the budget)"}
     )
     stop_at_first_success: bool = field(
         default=True,
@@ -46,15 +48,17 @@ class DiscoverySpec:
     sdpo_overrides: dict[str, Any] = field(default_factory=dict)  # any SDPOConfig field
 
     def __post_init__(self) -> None:
-        if self.budget < 1 or self.group_size < 1 or self.topk < 1:
-            raise ValueError("budget, group_size and topk must be >= 1")
+        check_field_types(self)
+        for name in ("budget", "group_size", "topk", "max_completion_length", "retry_window_tokens"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{{{name}}} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.temperature <= 0:
+            raise SpecError("{learning_rate} and {temperature} must be > 0")
         if self.best_of_samples is not None and self.best_of_samples < self.budget:
-            raise ValueError(
-                f"best_of_samples ({self.best_of_samples}) must be >= budget ({self.budget}): "
+            raise SpecError(
+                f"{{best_of_samples}} ({self.best_of_samples}) must be >= {{budget}} ({self.budget}): "
                 "the unbiased pass@k estimator needs n >= k samples"
             )
-        if self.retry_window_tokens < 1:
-            raise ValueError(f"retry_window_tokens must be >= 1, got {self.retry_window_tokens}")
 
     @property
     def use_vllm(self) -> bool:

@@ -1,0 +1,37 @@
+"""Run the ``sdpo`` console script as a user does: a child process, this checkout on its path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SDPO = str(Path(sys.executable).with_name("sdpo"))
+# The tiny model, as small as a run gets: a real job in seconds.
+TINY_JOB = [
+    "--model", "tiny", "--steps", "2", "--batch-size", "2", "--num-generations", "2",
+    "--max-completion-length", "8", "--eval-tasks", "1", "--eval-samples", "1", "--eval-every", "0",
+]  # fmt: skip
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env.pop("SDPO_DEBUG", None)
+    return env
+
+
+def sdpo(
+    *args: str, cwd: Path | None = None, timeout: float = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """``sdpo ARGS`` in ``cwd``; its exit status, stdout and stderr."""
+    return subprocess.run(
+        [SDPO, *args], cwd=cwd, env=child_env(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    """The error answer's lines: the headline first, then its detail."""
+    return [line for line in done.stderr.splitlines() if line.strip()]
