@@ -10,9 +10,11 @@ has to change this table.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.S | re.M)
 
 # block marker -> (README text, what this test runs instead)
 SHRINK: dict[str, list[tuple[str, str]]] = {
-    "SDPOTrainer(": [
+    "trainer = SDPOTrainer(": [
         ('model="smollm2-135m"', 'model="tiny"'),
         (
             "max_steps=5)",
@@ -32,6 +34,33 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
         ),
     ],
 }
+
+
+# block marker -> the server the block talks to: ``sdpo serve`` arguments, and the address the
+# README shows (replaced by the address of the server this test starts, on a port the OS picks).
+SERVED = {"GenericEnvClient": (["--env", "sdpo/CodeExec-v0"], "http://127.0.0.1:8000")}
+
+
+@contextlib.contextmanager
+def sdpo_serve(arguments: list[str]) -> Iterator[str]:
+    """``sdpo serve`` in a process of its own on a free port; yields its address."""
+    sdpo = str(Path(sys.executable).with_name("sdpo"))
+    proc = subprocess.Popen(
+        [sdpo, "serve", *arguments, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("serving "):
+            proc.kill()
+            pytest.fail(f"sdpo serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        yield line.split(" on ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def shrunk(block: str) -> str:
@@ -50,12 +79,22 @@ def test_the_readme_has_the_examples_this_test_expects():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.strip().splitlines()[0][:40])
 def test_python_block_runs(block, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", shrunk(block)],
+    served = next((server for marker, server in SERVED.items() if marker in block), None)
+    with contextlib.ExitStack() as stack:
+        if served is not None:
+            arguments, shown = served
+            assert shown in block, f"the README example no longer talks to {shown}: update SERVED"
+            block = block.replace(shown, stack.enter_context(sdpo_serve(arguments)))
+        done = _run_block(shrunk(block), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _run_block(source: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", source],
         cwd=tmp_path,
         env=child_env(SDPO_GYM_CACHE=str(tmp_path / "cache")),
         capture_output=True,
         text=True,
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
