@@ -23,11 +23,14 @@ from transformers import TrainingArguments
 from sdpo_envs.judge_backends import JUDGE_BACKENDS
 from sdpo_envs.value_types import coerce
 
+from .config_compat import resolve_generations
+
 SCALE_REWARDS = ("group", "batch", "none")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 IS_LEVELS = ("token", "sequence")
-TEACHER_MODES = ("ema", "none", "trust_region")
-POLICY_LOSS_MODES = ("distillation_only", "hybrid")
+TEACHER_MODES = ("ema", "none", "trust_region", "base")
+# convex: TRL 1.16's (1 - w)·policy + w·distillation (config_compat).
+POLICY_LOSS_MODES = ("distillation_only", "hybrid", "convex")
 # teacher_compute_dtype, teacher_storage_dtype: the low-precision dtypes accepted, by config
 # name (None: the policy's own dtype).
 LOW_PRECISION_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16}
@@ -266,7 +269,8 @@ class RolloutConfig(TrainingArguments, SamplingSettings):
     logging_dir: str | None = None
 
     model_init_kwargs: dict[str, Any] | None = None
-    disable_dropout: bool = False
+    trust_remote_code: bool = False
+    disable_dropout: bool | None = False  # SDPOConfig: None until trl_defaults resolves it
     num_generations: int = 8
     num_generations_eval: int | None = None
     ds3_gather_for_generation: bool = True
@@ -419,14 +423,28 @@ class SDPOConfig(RolloutConfig, RepromptSettings):
     ValueError: token-level distillation requires distillation_alpha=1.0; set full_logit_distillation=True for other divergences (got distillation_alpha=0.5, full_logit_distillation=False)
     """
 
+    # Fields of both TRL generations (config_compat): None until resolved from the other spelling
+    # or by trl_defaults.
+    trl_defaults: str = field(
+        default="1.5",
+        metadata={
+            "help": "whose defaults apply where TRL generations differ: '1.5' (the seed's) or '1.16' "
+            "(disable_dropout=True, teacher_update_rate=0.05, distillation_weight as a convex blend)"
+        },
+    )
+    disable_dropout: bool | None = None
+    distillation_mode: str | None = None
+    teacher_model_kind: str | None = None
+    teacher_sync_steps: int = 1
+    use_teacher_server: bool = False
     distillation_alpha: float = 1.0
     distillation_topk: int | None = None
-    full_logit_distillation: bool = False
+    full_logit_distillation: bool | None = None
     distillation_is_clip: float | None = 2.0
     distillation_add_tail: bool = False
     distillation_weight: float = 1.0
-    sdpo_policy_loss_mode: str = "distillation_only"
-    teacher_regularization: str = "ema"
+    sdpo_policy_loss_mode: str | None = None
+    teacher_regularization: str | None = None
     teacher_update_rate: float | None = None
     ema_update_rate: float = 0.05
     teacher_storage_dtype: str | None = field(
@@ -446,6 +464,7 @@ class SDPOConfig(RolloutConfig, RepromptSettings):
     )
 
     def __post_init__(self) -> None:
+        resolve_generations(self)
         super().__post_init__()
         self._validate_sdpo_fields()
 
@@ -457,7 +476,7 @@ class SDPOConfig(RolloutConfig, RepromptSettings):
         rate = self.resolved_teacher_update_rate
         checks = [
             *distillation_checks(
-                full_logit_distillation=self.full_logit_distillation,
+                full_logit_distillation=bool(self.full_logit_distillation),
                 alpha=self.distillation_alpha,
                 topk=self.distillation_topk,
             ),
@@ -472,12 +491,17 @@ class SDPOConfig(RolloutConfig, RepromptSettings):
             ),
             choice_check("sdpo_policy_loss_mode", self.sdpo_policy_loss_mode, POLICY_LOSS_MODES),
             (
+                self.sdpo_policy_loss_mode != "convex" or self.distillation_weight <= 1,
+                f"sdpo_policy_loss_mode='convex' (TRL 1.16's blend) requires distillation_weight in [0, 1], "
+                f"got {self.distillation_weight}",
+            ),
+            (
                 self.sdpo_policy_loss_mode != "distillation_only" or self.distillation_weight > 0,
                 "sdpo_policy_loss_mode='distillation_only' requires distillation_weight > 0, "
                 f"got distillation_weight={self.distillation_weight}",
             ),
             *teacher_checks(
-                mode=self.teacher_regularization,
+                mode=str(self.teacher_regularization),
                 storage_dtype=self.teacher_storage_dtype,
                 compute_dtype=self.teacher_compute_dtype,
             ),

@@ -307,6 +307,7 @@ def combine_losses(
 
         distillation_only:  L = w · L_d / GA
         hybrid:             L = (L_pg + w · L_d) / GA      (additive; w may exceed 1)
+        convex:             L = ((1 − w) · L_pg + w · L_d) / GA   (TRL 1.16; w in [0, 1], no L_pg at w = 1)
 
     GA is the trainer's gradient-accumulation steps while training, 1 otherwise.
     """
@@ -315,6 +316,14 @@ def combine_losses(
     raise_first_failure([choice_check("sdpo_policy_loss_mode", mode, POLICY_LOSS_MODES)])
     if mode == "distillation_only":
         return weight * distillation_loss / grad_accum_steps
+    if mode == "convex":
+        if weight == 1.0:
+            return distillation_loss / grad_accum_steps
+        if policy_loss is None:
+            raise ValueError(
+                "sdpo_policy_loss_mode='convex' with distillation_weight < 1 needs a policy loss"
+            )
+        return ((1.0 - weight) * policy_loss + weight * distillation_loss) / grad_accum_steps
     if policy_loss is None:  # hybrid
         raise ValueError("sdpo_policy_loss_mode='hybrid' needs a policy loss")
     return (policy_loss + weight * distillation_loss) / grad_accum_steps

@@ -142,8 +142,12 @@ def _as_float(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) -> list[RewardFunc]:
-    """Normalise ``reward_funcs`` (a callable, a model id/path, a model, or a list of them)."""
+def load_reward_funcs(
+    reward_funcs: Any, reward_processing_classes: Any = None, *, trust_remote_code: bool = False
+) -> list[RewardFunc]:
+    """Normalise ``reward_funcs`` (a callable, a model id/path, a model, or a list of them);
+    ``trust_remote_code`` goes to every reward model and tokenizer loaded here."""
+    remote = {"trust_remote_code": trust_remote_code}
     if reward_funcs is None:
         return []
     funcs = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
@@ -155,12 +159,12 @@ def load_reward_funcs(reward_funcs: Any, reward_processing_classes: Any = None) 
     out: list[RewardFunc] = []
     for func, tokenizer in zip(funcs, classes):
         if isinstance(func, str):
-            model = AutoModelForSequenceClassification.from_pretrained(func, num_labels=1)
-            out.append(RewardModelFunc(model, tokenizer or AutoTokenizer.from_pretrained(func)))
+            model = AutoModelForSequenceClassification.from_pretrained(func, num_labels=1, **remote)
+            out.append(RewardModelFunc(model, tokenizer or AutoTokenizer.from_pretrained(func, **remote)))
         elif isinstance(func, torch.nn.Module):
             if tokenizer is None:
                 config: Any = func.config  # a transformers model's config: where its weights came from
-                tokenizer = AutoTokenizer.from_pretrained(config._name_or_path)
+                tokenizer = AutoTokenizer.from_pretrained(config._name_or_path, **remote)
             out.append(RewardModelFunc(func, tokenizer))
         elif callable(func):
             out.append(func)

@@ -1,7 +1,8 @@
 """Teacher regularisation: which weights produce the self-teacher's logits.
 
 * ``ema``: a copy of the student; after each optimizer step θ_T ← (1 − λ)·θ_T + λ·θ_S.
-* ``none``: the student itself, run without gradient.
+* ``none``: the student itself, run without gradient (TRL 1.16's ``teacher_model_kind="live"``).
+* ``base``: a frozen copy of the initial student, never updated (TRL 1.16's ``"base"``).
 * ``trust_region``: logits (1 − λ)·z_initial + λ·z_current, from a frozen copy of the
   initial model and the current policy, both on the teacher context.
 
@@ -82,7 +83,7 @@ class Teacher:
         if self.model is None:  # mode "none": the student itself
             return self._run(forward, student).detach()
         teacher_logits = self._run(forward, self.model)
-        if self.mode == "ema":
+        if self.mode in ("ema", "base"):
             return teacher_logits
         current = self._run(forward, student).detach()
         return torch.lerp(

@@ -2,7 +2,7 @@
 
 Layers of ``sdpo_agent`` (a package may import only from lower ranks or itself):
 cli -> jobs -> trainers -> (rollout, reprompt, teacher, losses, rewards) -> (config, teacher_storage)
--> models.
+-> (models, config_compat).
 ``sdpo_envs`` and ``environments`` never import ``sdpo_agent``; ``sdpo_envs`` finds
 ``environments`` through entry points, never by import.
 
@@ -32,6 +32,7 @@ AGENT_RANKS = {
     "losses": 3,
     "rewards": 3,
     "config": 2,
+    "config_compat": 1,
     "models": 1,
 }
 MAX_LINES = 500

@@ -14,13 +14,18 @@ def prepare_model_and_tokenizer(model: Any, processing_class: Any, args: Any, pe
     """Load by name/path/alias when needed, set padding for generation, apply PEFT and
     dropout settings. Returns ``(model, tokenizer)``."""
     init_kwargs = dict(args.model_init_kwargs or {})
+    # TRL 1.16's trust_remote_code: without it, a checkpoint that ships its own code is refused by
+    # transformers with a ValueError that says "custom code".
+    trust_remote_code = bool(getattr(args, "trust_remote_code", False))
     if isinstance(model, str):
-        model, tokenizer = resolve_model(model, **init_kwargs)
+        model, tokenizer = resolve_model(model, **{"trust_remote_code": trust_remote_code, **init_kwargs})
         processing_class = processing_class or tokenizer
     elif init_kwargs:
         raise ValueError("model_init_kwargs only applies when model is a name or path")
     if processing_class is None:
-        processing_class = AutoTokenizer.from_pretrained(model.config._name_or_path)
+        processing_class = AutoTokenizer.from_pretrained(
+            model.config._name_or_path, trust_remote_code=trust_remote_code
+        )
     tokenizer = getattr(processing_class, "tokenizer", processing_class)  # processors wrap a tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

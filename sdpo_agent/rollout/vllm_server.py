@@ -105,16 +105,21 @@ class VLLMServerGenerator(VLLMBackend):
         client.update_model_params(self._model_getter())
         client.reset_prefix_cache()
 
+    def sync_weights(self) -> None:
+        """Push the policy when its weights moved since the last push (before generating, and
+        before the server scores a teacher: ``use_teacher_server``)."""
+        version = self._version_getter()
+        if version != self._state.synced_version:
+            self.push_weights()
+            self._state.synced_version = version
+
     def generate(self, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         self.last_support, self.last_logprobs = None, []
         if not prompt_ids:
             return []
         if max_new_tokens < 1:
             return [[] for _ in prompt_ids]
-        version = self._version_getter()
-        if version != self._state.synced_version:
-            self.push_weights()
-            self._state.synced_version = version
+        self.sync_weights()
         fields = sampling_fields(self.args, max_new_tokens, self.eos_ids)
         k = self.support_topk if plain_sampling(fields) else 0
         rows = self._request(prompt_ids, fields, k, max_new_tokens)

@@ -99,8 +99,11 @@ class RolloutTrainer(Trainer):
         if args is None:
             name = model if isinstance(model, str) else type(model).__name__
             args = self.config_class(output_dir=f"{str(name).split('/')[-1]}-{self.algorithm}")
+        self.check_args(args)
         model, tokenizer = prepare_model_and_tokenizer(model, processing_class, args, peft_config)
-        self.reward_funcs = load_reward_funcs(reward_funcs, reward_processing_classes)
+        self.reward_funcs = load_reward_funcs(
+            reward_funcs, reward_processing_classes, trust_remote_code=args.trust_remote_code
+        )
         self.env_factory = make_env_factory(env, **(args.env_kwargs or {})) if env is not None else None
         if self.env_factory is None and not self.reward_funcs:
             raise ValueError("give reward_funcs, an env, or both: nothing would score the completions")
@@ -155,7 +158,9 @@ class RolloutTrainer(Trainer):
         }
         self._step = 0
         self._buffered_inputs: list[RolloutBatch] | None = None
-        self.diagnostics = Diagnostics(args.diagnostics_warning_interval, args.diagnostics_flat_tolerance)
+        self.diagnostics = Diagnostics(
+            args.diagnostics_warning_interval, args.diagnostics_flat_tolerance, label=self.algorithm.upper()
+        )
         self.add_callback(_TeacherStepCallback(self))
 
     def _judge_executor(self, args: RolloutConfig) -> Executor | None:
@@ -348,6 +353,9 @@ class RolloutTrainer(Trainer):
             max_completion_length=args.max_completion_length,
             beta=args.beta,
         )
+
+    def check_args(self, args: RolloutConfig) -> None:
+        """Hook: settings the trainer (not the config) refuses, checked before anything loads."""
 
     def extend_batch(self, batch: RolloutBatch, generation: GenerationResult, scores: Scores) -> RolloutBatch:
         """Hook for algorithm-specific inputs (SDPO: the teacher context); returns the batch."""

@@ -8,14 +8,16 @@ rows that carry a teacher signal, then the self-distillation loss (plus the poli
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from accelerate.utils import gather_object
 
-from ..config import SDPOConfig
+from ..config import RolloutConfig, SDPOConfig
+from ..config_compat import check_teacher_server
 from ..losses import (
+    SelfDistillationTerms,
     aggregate,
     combine_losses,
     importance_sampling_clip,
@@ -26,9 +28,12 @@ from ..losses import (
 from ..reprompt import build_teacher_messages, reprompt_metrics, tokenize_teacher_prompts
 from ..rollout.batching import GenerationResult, RolloutBatch, Scores, TeacherContext
 from ..rollout.phase_times import timed_phase
+from ..rollout.vllm_server import VLLMServerGenerator
 from ..teacher import Teacher
 from .base import RolloutTrainer, zero_loss
 from .policy_logits import completion_logits, student_logits
+from .teacher_server import served_distillation_terms, served_teacher
+from .trl_batch import from_trl_batch, is_trl_batch
 
 
 class SDPOTrainer(RolloutTrainer):
@@ -50,10 +55,13 @@ class SDPOTrainer(RolloutTrainer):
     algorithm = "sdpo"
     args: SDPOConfig
 
+    def check_args(self, args: RolloutConfig) -> None:
+        check_teacher_server(args)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = Teacher(
-            self.args.teacher_regularization,
+            self.args.teacher_regularization or "ema",
             self.accelerator.unwrap_model(self.model),
             self.args.resolved_teacher_update_rate,
             storage_dtype=self.args.teacher_storage_dtype,
@@ -136,20 +144,26 @@ class SDPOTrainer(RolloutTrainer):
 
     # -- loss (per micro-batch) ----------------------------------------------------------------
     @timed_phase("loss")
-    def compute_loss(  # type: ignore[override]  # Trainer types its batch as a dict
+    def compute_loss(
         self,
         model: torch.nn.Module,
-        inputs: RolloutBatch,
+        inputs: RolloutBatch | Mapping[str, Any],
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
+        """The loss of a micro-batch: ours, or TRL 1.16's batch dict (``trl_batch``)."""
         if return_outputs:
             raise ValueError("SDPOTrainer does not return outputs")
+        inputs = from_trl_batch(inputs) if is_trl_batch(inputs) else inputs
+        assert isinstance(inputs, RolloutBatch)
         args = self.args
         mode = "train" if model.training else "eval"
-        hybrid = args.sdpo_policy_loss_mode == "hybrid"
+        convex = args.sdpo_policy_loss_mode == "convex"
+        hybrid = args.sdpo_policy_loss_mode == "hybrid" or (convex and args.distillation_weight < 1)
         sd_rows = inputs.require_teacher().self_distillation_mask * inputs.valid
         rows = sd_rows.nonzero().squeeze(1)
+        if convex and args.distillation_weight == 0:
+            rows = rows[:0]  # TRL 1.16's pure policy gradient: no teacher forward
 
         student_rows = None if hybrid else rows  # distillation_only: rows without a teacher add nothing
         policy_loss: torch.Tensor | None = None
@@ -168,7 +182,11 @@ class SDPOTrainer(RolloutTrainer):
             self._metrics[mode]["distillation_loss"].append(0.0)
         accumulation = self.current_gradient_accumulation_steps if model.training else 1
         return combine_losses(
-            args.sdpo_policy_loss_mode, policy_loss, distillation_loss, args.distillation_weight, accumulation
+            args.sdpo_policy_loss_mode or "distillation_only",
+            policy_loss,
+            distillation_loss,
+            args.distillation_weight,
+            accumulation,
         )
 
     def _distillation_loss(
@@ -186,19 +204,27 @@ class SDPOTrainer(RolloutTrainer):
         completion_ids = inputs.completion_ids[rows]
         teacher_ids = teacher.input_ids[rows]
         teacher_mask = teacher.attention_mask[rows]
-        with self.phase_times.measure("teacher_forward"):
-            teacher_logits = self.teacher.logits(
-                lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
+        mask = inputs.completion_mask * (teacher.self_distillation_mask * inputs.valid).unsqueeze(1)
+        teacher_logps: torch.Tensor | None = None
+        if args.use_teacher_server:
+            with self.phase_times.measure("teacher_forward"):
+                terms, teacher_logps = self._served_terms(
+                    student, completion_ids, teacher_ids, teacher_mask, mask[rows]
+                )
+        else:
+            with self.phase_times.measure("teacher_forward"):
+                teacher_logits = self.teacher.logits(
+                    lambda m: completion_logits(m, teacher_ids, teacher_mask, length, args.temperature), model
+                )
+            terms = self_distillation_terms(
+                student,
+                teacher_logits.to(student.dtype),
+                completion_ids,
+                full_logit_distillation=bool(args.full_logit_distillation),
+                alpha=args.distillation_alpha,
+                topk=args.distillation_topk,
+                add_tail=args.distillation_add_tail,
             )
-        terms = self_distillation_terms(
-            student,
-            teacher_logits.to(student.dtype),
-            completion_ids,
-            full_logit_distillation=args.full_logit_distillation,
-            alpha=args.distillation_alpha,
-            topk=args.distillation_topk,
-            add_tail=args.distillation_add_tail,
-        )
         per_token = terms.per_token_loss
         old = inputs.old_per_token_logps
         if args.distillation_is_clip is not None and old is not None:
@@ -207,15 +233,52 @@ class SDPOTrainer(RolloutTrainer):
             )
         full = torch.zeros(inputs.completion_ids.shape, dtype=per_token.dtype, device=per_token.device)
         full = full.index_put((rows,), per_token)
-        mask = inputs.completion_mask * (teacher.self_distillation_mask * inputs.valid).unsqueeze(1)
         loss = aggregate(full, mask, args.loss_type, args.max_completion_length)
         with torch.no_grad():
             self._metrics[mode]["distillation_loss"].append(token_mean(full, mask).item())
-            teacher_logps = selective_log_softmax(teacher_logits, completion_ids)
+            if teacher_logps is None:
+                teacher_logps = selective_log_softmax(teacher_logits, completion_ids)
             row_mask = mask[rows]
             kl = token_mean(terms.student_token_log_probs - teacher_logps, row_mask)
             self._metrics[mode]["self_distillation/teacher_student_kl"].append(kl.item())
         return loss
+
+    def _served_terms(
+        self,
+        student: torch.Tensor,
+        completion_ids: torch.Tensor,
+        teacher_ids: torch.Tensor,
+        teacher_mask: torch.Tensor,
+        required: torch.Tensor,
+    ) -> tuple[SelfDistillationTerms, torch.Tensor]:
+        """The distillation terms against the teacher the generation server scores, and τ_y
+        (zero where not ``required``); the server first gets the policy's current weights."""
+        args = self.args
+        generator = self.generator
+        if not isinstance(generator, VLLMServerGenerator):  # check_teacher_server makes it one
+            raise TypeError(
+                f"use_teacher_server needs the vLLM server generator, got {type(generator).__name__}"
+            )
+        generator.sync_weights()
+        served = served_teacher(
+            generator.client,
+            teacher_ids,
+            teacher_mask,
+            completion_ids.shape[1],
+            topk=args.distillation_topk or 1 if args.distillation_mode == "topk_logits" else 1,
+            temperature=args.temperature,
+        )
+        terms = served_distillation_terms(
+            student,
+            completion_ids,
+            served,
+            required,
+            mode=str(args.distillation_mode),
+            alpha=args.distillation_alpha,
+            add_tail=args.distillation_add_tail,
+        )
+        token = served.token_log_probs
+        return terms, torch.where(required.bool(), token, torch.zeros_like(token))
 
     @property
     def success_threshold(self) -> float:
@@ -223,7 +286,9 @@ class SDPOTrainer(RolloutTrainer):
 
     # -- teacher lifecycle ------------------------------------------------------------------------
     def after_optimizer_step(self) -> None:
-        self.teacher.after_optimizer_step(self.accelerator.unwrap_model(self.model))
+        # TRL 1.16's teacher_sync_steps: the EMA moves on every N-th optimizer step (1: every step).
+        if self.state.global_step % self.args.teacher_sync_steps == 0:
+            self.teacher.after_optimizer_step(self.accelerator.unwrap_model(self.model))
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
