@@ -233,7 +233,9 @@ class SDPOTrainer(RolloutTrainer):
             )
         full = torch.zeros(inputs.completion_ids.shape, dtype=per_token.dtype, device=per_token.device)
         full = full.index_put((rows,), per_token)
-        loss = aggregate(full, mask, args.loss_type, args.max_completion_length)
+        # TRL 1.16 averages each row's token mean over the rows, whatever loss_type says.
+        aggregation = "grpo" if args.trl_defaults == "1.16" else args.loss_type
+        loss = aggregate(full, mask, aggregation, args.max_completion_length)
         with torch.no_grad():
             self._metrics[mode]["distillation_loss"].append(token_mean(full, mask).item())
             if teacher_logps is None:
