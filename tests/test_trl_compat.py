@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
 import logging
 import re
 import textwrap
@@ -380,3 +381,42 @@ def test_compute_loss_on_trls_batch_needs_only_trls_required_keys(tmp_path):
     batch.pop("teacher_input_ids")
     with pytest.raises(ValueError, match="teacher_input_ids"):
         trainer.compute_loss(model, batch)
+
+
+def remote_code_checkpoint(path: Path) -> Path:
+    """The tiny model saved under a model type transformers does not know, with its own code."""
+    model, tokenizer = build_tiny_model()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "configuration_custom.py").write_text(
+        "from transformers import LlamaConfig\n\n\nclass CustomConfig(LlamaConfig):\n"
+        "    model_type = 'sdpo_custom_llama'\n"
+    )
+    (path / "modeling_custom.py").write_text(
+        "from transformers import LlamaForCausalLM\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "class CustomLlama(LlamaForCausalLM):\n    config_class = CustomConfig\n    custom_code_ran = True\n"
+    )
+    config = json.loads((path / "config.json").read_text())
+    config["model_type"] = "sdpo_custom_llama"
+    config["auto_map"] = {
+        "AutoConfig": "configuration_custom.CustomConfig",
+        "AutoModelForCausalLM": "modeling_custom.CustomLlama",
+    }
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_trust_remote_code_reaches_model_loading(tmp_path):
+    checkpoint = remote_code_checkpoint(tmp_path / "custom")
+
+    def trainer(**settings):
+        args = SDPOConfig(output_dir=str(tmp_path / "out"), **FAST, **settings)
+        return SDPOTrainer(
+            model=str(checkpoint), reward_funcs=length_reward, args=args, train_dataset=chat_dataset()
+        )
+
+    with pytest.raises(ValueError, match="custom code"):
+        trainer()
+    assert type(trainer(trust_remote_code=True).model).__name__ == "CustomLlama"
+    with pytest.raises(ValueError, match="custom code"):  # model_init_kwargs has the last word, as in TRL
+        trainer(trust_remote_code=True, model_init_kwargs={"trust_remote_code": False})
