@@ -101,14 +101,14 @@ def test_the_served_teacher_is_the_policys_own_log_probs(tmp_path, tiny, vllm_se
     url, server = vllm_server
     trainer = served_trainer(tmp_path, tiny, url, distillation_mode="topk_logits", distillation_topk=4)
     batch = trainer.build_batch([chat_dataset()[0]] * 4, "train")
-    ids, mask = batch["teacher_input_ids"], batch["teacher_attention_mask"]
-    length = batch["completion_ids"].shape[1]
+    ids, mask = batch.require_teacher().input_ids, batch.require_teacher().attention_mask
+    length = batch.completion_length
     served = served_teacher(trainer.generator.client, ids, mask, length, topk=4, temperature=1.0)
     assert server.poll() is None
     with torch.no_grad():
         local = torch.log_softmax(completion_logits(trainer.model, ids, mask, length), dim=-1)
-    real = batch["completion_attention_mask"].bool()
-    token = local.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    real = batch.completion_attention_mask.bool()
+    token = local.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(served.token_log_probs[real], token[real], atol=2e-3, rtol=0)
     assert torch.isinf(served.token_log_probs[~real]).all()  # padding: no value, masked later
     top = local.topk(4, dim=-1)
@@ -125,12 +125,12 @@ def test_the_served_loss_is_the_local_live_teachers(tmp_path, tiny, vllm_server,
     topk = {"distillation_topk": 4} if mode == "topk_logits" else {}
     trainer = served_trainer(tmp_path, tiny, url, distillation_mode=mode, **topk)
     batch = trainer.build_batch([chat_dataset()[1]] * 4, "train")
-    assert batch["self_distillation_mask"].sum() > 0
+    context = batch.require_teacher()
+    assert context.self_distillation_mask.sum() > 0
     served_loss = trainer.compute_loss(trainer.model, batch)
-    length = batch["completion_ids"].shape[1]
     with torch.no_grad():
         teacher = completion_logits(
-            trainer.model, batch["teacher_input_ids"], batch["teacher_attention_mask"], length
+            trainer.model, context.input_ids, context.attention_mask, batch.completion_length
         ).float()
     if mode == "sampled_token":
         trainer.args.use_teacher_server = False  # the local live teacher (no copy: the policy)
@@ -138,10 +138,10 @@ def test_the_served_loss_is_the_local_live_teachers(tmp_path, tiny, vllm_server,
     else:
         local = torch.log_softmax(teacher, dim=-1)
         top = local.topk(4, dim=-1)
-        here = ServedTeacher(selective_log_softmax(teacher, batch["completion_ids"]), top.values, top.indices)
-        mask = batch["completion_mask"] * (batch["self_distillation_mask"] * batch["valid"]).unsqueeze(1)
+        here = ServedTeacher(selective_log_softmax(teacher, batch.completion_ids), top.values, top.indices)
+        mask = batch.completion_mask * (context.self_distillation_mask * batch.valid).unsqueeze(1)
         terms = served_distillation_terms(
-            student_logits(trainer.model, batch, 1.0), batch["completion_ids"], here, mask,
+            student_logits(trainer.model, batch, 1.0), batch.completion_ids, here, mask,
             mode=mode, alpha=1.0, add_tail=False,
         )  # fmt: skip
         expected = (terms.per_token_loss * mask).sum() / mask.sum()
