@@ -213,8 +213,15 @@ def _dispatched_payloads(method) -> dict[str, set[str]]:
 
 
 def test_callbacks_receive_trls_keyword_arguments(tmp_path):
-    expected = _dispatched_payloads(TRLTrainer._prepare_training_batch)
-    assert set(expected) == {"on_teacher_context_built", "on_self_distillation_batch_prepared"}
+    expected = {
+        **_dispatched_payloads(TRLTrainer._prepare_training_batch),
+        **_dispatched_payloads(TRLTrainer.sample_rollouts),
+    }
+    assert set(expected) == {
+        "on_teacher_context_built",
+        "on_self_distillation_batch_prepared",
+        "on_generation_prompts_selected",
+    }
     seen: dict[str, set[str]] = {}
 
     class Recorder:
@@ -223,6 +230,10 @@ def test_callbacks_receive_trls_keyword_arguments(tmp_path):
 
         def on_self_distillation_batch_prepared(self, **kwargs):
             seen["on_self_distillation_batch_prepared"] = set(kwargs)
+
+        def on_generation_prompts_selected(self, **kwargs):
+            seen["on_generation_prompts_selected"] = set(kwargs)
+            assert len(kwargs["generation_prompts"]) == 4
 
         def __getattr__(self, name):  # the standard TrainerCallback events
             return lambda *a, **k: None

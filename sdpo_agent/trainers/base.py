@@ -280,6 +280,10 @@ class RolloutTrainer(Trainer):
                 prompt_ids.append(list(prompt_ids[-1]))
             else:
                 prompt_ids.append(self._tokenize_prompt(prompt, tool_list))
+        # TRL 1.16's hook, with its payload (it has no rendered prompt text to give either).
+        self.dispatch_event(
+            "on_generation_prompts_selected", generation_prompts=prompts, generation_prompt_text=None
+        )
         rollouts = self.agent.run(prompt_ids, contexts)
         process = self.accelerator.process_index
         return GenerationResult(
