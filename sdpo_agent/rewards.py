@@ -143,7 +143,7 @@ def _as_float(value: float | None) -> float:
 
 
 def load_reward_funcs(
-    reward_funcs: Any, reward_processing_classes: Any = None, *, trust_remote_code: bool = False
+    reward_funcs: Any, reward_processing_classes: Any = None, trust_remote_code: bool = False
 ) -> list[RewardFunc]:
     """Normalise ``reward_funcs`` (a callable, a model id/path, a model, or a list of them);
     ``trust_remote_code`` goes to every reward model and tokenizer loaded here."""

@@ -15,9 +15,9 @@ from sdpo_agent.losses import selective_log_softmax
 from sdpo_agent.models.tiny import build_tiny_model
 from sdpo_agent.trainers.policy_logits import completion_logits, student_logits
 from sdpo_agent.trainers.teacher_server import ServedTeacher, served_distillation_terms, served_teacher
-from tests.test_trainer import FAST, chat_dataset, length_reward
 from tests.test_trl_compat import trl_batch
 from tests.test_vllm import needs_vllm, tiny, vllm_server  # noqa: F401 (fixtures)
+from tests.trainer_kit import FAST, chat_dataset, length_reward
 
 pytestmark = pytest.mark.xdist_group("vllm")
 SERVED = {"use_vllm": True, "vllm_mode": "server", "teacher_model_kind": "live", "use_teacher_server": True}

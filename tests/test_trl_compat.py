@@ -22,7 +22,7 @@ from trl.experimental.sdpo import SDPOTrainer as TRLTrainer
 
 from sdpo_agent import SDPOConfig, SDPOTrainer
 from sdpo_agent.models.tiny import build_tiny_model
-from tests.test_trainer import FAST, chat_dataset, length_reward
+from tests.trainer_kit import FAST, chat_dataset, length_reward
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ABSENT = object()

@@ -7,7 +7,7 @@ import torch
 
 from sdpo_agent import SDPOConfig, SDPOTrainer
 from sdpo_agent.models.tiny import build_tiny_model
-from tests.test_trainer import FAST, chat_dataset, length_reward
+from tests.trainer_kit import FAST, chat_dataset, length_reward
 
 
 def run(tmp_path, steps: int = 2, **settings):

@@ -101,9 +101,7 @@ class RolloutTrainer(Trainer):
             args = self.config_class(output_dir=f"{str(name).split('/')[-1]}-{self.algorithm}")
         self.check_args(args)
         model, tokenizer = prepare_model_and_tokenizer(model, processing_class, args, peft_config)
-        self.reward_funcs = load_reward_funcs(
-            reward_funcs, reward_processing_classes, trust_remote_code=args.trust_remote_code
-        )
+        self.reward_funcs = load_reward_funcs(reward_funcs, reward_processing_classes, args.trust_remote_code)
         self.env_factory = make_env_factory(env, **(args.env_kwargs or {})) if env is not None else None
         if self.env_factory is None and not self.reward_funcs:
             raise ValueError("give reward_funcs, an env, or both: nothing would score the completions")
@@ -158,9 +156,7 @@ class RolloutTrainer(Trainer):
         }
         self._step = 0
         self._buffered_inputs: list[RolloutBatch] | None = None
-        self.diagnostics = Diagnostics(
-            args.diagnostics_warning_interval, args.diagnostics_flat_tolerance, label=self.algorithm.upper()
-        )
+        self.diagnostics = Diagnostics.for_trainer(args, self.algorithm)
         self.add_callback(_TeacherStepCallback(self))
 
     def _judge_executor(self, args: RolloutConfig) -> Executor | None:
@@ -280,8 +276,7 @@ class RolloutTrainer(Trainer):
                 prompt_ids.append(list(prompt_ids[-1]))
             else:
                 prompt_ids.append(self._tokenize_prompt(prompt, tool_list))
-        # TRL 1.16's hook, with its payload (it has no rendered prompt text to give either).
-        self.dispatch_event(
+        self.dispatch_event(  # TRL 1.16's hook and payload (no rendered prompt text here either)
             "on_generation_prompts_selected", generation_prompts=prompts, generation_prompt_text=None
         )
         rollouts = self.agent.run(prompt_ids, contexts)

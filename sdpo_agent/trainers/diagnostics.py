@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Any
 
 import torch
 
@@ -28,6 +29,13 @@ class Diagnostics:
         self.label = label
         self.counts: Counter[str] = Counter()
         self.emitted: list[str] = []
+
+    @classmethod
+    def for_trainer(cls, args: Any, algorithm: str) -> Diagnostics:
+        """The diagnostics a trainer's config asks for, its warnings naming ``algorithm``."""
+        return cls(
+            args.diagnostics_warning_interval, args.diagnostics_flat_tolerance, label=algorithm.upper()
+        )
 
     def observe(self, key: str, degenerate: bool, message: str) -> None:
         """Count ``key`` while ``degenerate`` (reset otherwise); warn on the 1st and every N-th."""
