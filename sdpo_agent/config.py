@@ -12,7 +12,6 @@ cannot drift apart.
 from __future__ import annotations
 
 import difflib
-import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -21,7 +20,6 @@ import torch
 from transformers import TrainingArguments
 
 from sdpo_envs.judge_backends import JUDGE_BACKENDS
-from sdpo_envs.value_types import coerce
 
 from .config_compat import resolve_generations
 
@@ -56,20 +54,6 @@ def _resolved(value: int | None, name: str) -> int:
     if value is None:
         raise ValueError(f"{name} is unset: RolloutConfig.__post_init__ resolves it")
     return value
-
-
-def check_field_values(config_class: type, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` read as ``config_class`` declares its fields (``1e-5`` text as a float), or
-    ``ValueError`` naming the field and its type (``beta=abc`` is no number)."""
-    hints = typing.get_type_hints(config_class)
-    out = dict(values)
-    for name, value in values.items():
-        if name in hints:
-            try:
-                out[name] = coerce(f"{config_class.__name__} field {name}", value, hints[name])
-            except TypeError as exc:
-                raise ValueError(str(exc)) from None
-    return out
 
 
 Check = tuple[bool, str]

@@ -164,3 +164,18 @@ class _Holder:
         self.__annotations__ = {name: annotation}
         self.__globals__ = getattr(function, "__globals__", {})
         self.__module__ = getattr(function, "__module__", None)
+
+
+def coerce_fields(owner: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` read as the class ``owner`` declares its fields (``1e-5`` text as a float), or
+    ``ValueError`` naming the field and its type (``beta=abc`` is no number); names the class
+    does not declare pass through unchanged."""
+    hints = typing.get_type_hints(owner)
+    out = dict(values)
+    for name, value in values.items():
+        if name in hints:
+            try:
+                out[name] = coerce(f"{owner.__name__} field {name}", value, hints[name])
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
+    return out

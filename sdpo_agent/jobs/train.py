@@ -16,8 +16,9 @@ from transformers import PrinterCallback, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from sdpo_envs import make_env_factory
+from sdpo_envs.value_types import coerce_fields
 
-from ..config import GRPOConfig, SDPOConfig, check_field_names, check_field_values
+from ..config import GRPOConfig, SDPOConfig, check_field_names
 from ..models.resolve import resolve_model
 from ..rollout.task_rows import index_dataset
 from ..rollout.task_split import split_indices
@@ -65,7 +66,7 @@ def config_for(spec: JobSpec):
     if spec.algorithm == "sdpo":
         values["include_environment_feedback"] = True
     check_field_names(cls, spec.overrides)
-    values.update(check_field_values(cls, spec.overrides))
+    values.update(coerce_fields(cls, spec.overrides))
     return cls(**values)
 
 
