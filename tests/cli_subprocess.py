@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +37,31 @@ def sdpo(
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     """The error answer's lines: the headline first, then its detail."""
     return [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def sdpo_serve(*args: str) -> Iterator[str]:
+    """``sdpo serve ARGS --port 0`` in a process of its own; yields the address it serves at,
+    and stops it afterwards."""
+    proc = subprocess.Popen(
+        [SDPO, "serve", *args, "--port", "0"],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("serving "):
+            proc.kill()
+            raise RuntimeError(
+                f"sdpo serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+            )
+        yield line.split(" on ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -9,17 +9,7 @@ from typing import Any
 
 from sdpo_agent import GRPOConfig, GRPOTrainer, SDPOConfig, SDPOTrainer
 from sdpo_agent.models.tiny import build_tiny_model
-
-FAST = {
-    "per_device_train_batch_size": 4,
-    "num_generations": 4,
-    "max_completion_length": 12,
-    "logging_steps": 1,
-    "report_to": "none",
-    "gradient_checkpointing": False,
-    "save_strategy": "no",
-    "disable_tqdm": True,
-}
+from tests.trainer_kit import FAST
 
 
 class TeacherTexts:

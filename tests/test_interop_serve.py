@@ -13,6 +13,7 @@ import gymnasium as gym
 import pytest
 
 pytest.importorskip("openenv")
+from cli_subprocess import sdpo_serve
 from openenv import GenericEnvClient
 
 from sdpo_envs.interop.openenv_server import SDPOEnvClient
@@ -24,25 +25,8 @@ TASK = 5
 @pytest.fixture(scope="module")
 def server():
     """``sdpo serve`` in a process of its own, on a port the OS picked."""
-    proc = subprocess.Popen(
-        [SDPO, "serve", "--env", "sdpo/ToolUse-v0", "--port", "0", "--max-sessions", "4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        if not line.startswith("serving "):
-            proc.kill()
-            pytest.fail(f"sdpo serve did not start: {line!r} {proc.stderr.read()}")
-        yield line.split(" on ", 1)[1].split()[0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with sdpo_serve("--env", "sdpo/ToolUse-v0", "--max-sessions", "4") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ import contextlib
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_subprocess import child_env
+from cli_subprocess import child_env, sdpo_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -39,28 +38,6 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
 # block marker -> the server the block talks to: ``sdpo serve`` arguments, and the address the
 # README shows (replaced by the address of the server this test starts, on a port the OS picks).
 SERVED = {"GenericEnvClient": (["--env", "sdpo/CodeExec-v0"], "http://127.0.0.1:8000")}
-
-
-@contextlib.contextmanager
-def sdpo_serve(arguments: list[str]) -> Iterator[str]:
-    """``sdpo serve`` in a process of its own on a free port; yields its address."""
-    sdpo = str(Path(sys.executable).with_name("sdpo"))
-    proc = subprocess.Popen(
-        [sdpo, "serve", *arguments, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line.startswith("serving "):
-            proc.kill()
-            pytest.fail(f"sdpo serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-        yield line.split(" on ", 1)[1].split()[0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def shrunk(block: str) -> str:
@@ -84,7 +61,7 @@ def test_python_block_runs(block, tmp_path):
         if served is not None:
             arguments, shown = served
             assert shown in block, f"the README example no longer talks to {shown}: update SERVED"
-            block = block.replace(shown, stack.enter_context(sdpo_serve(arguments)))
+            block = block.replace(shown, stack.enter_context(sdpo_serve(*arguments)))
         done = _run_block(shrunk(block), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -84,6 +84,23 @@ def resolve_feedback_fn(feedback_fn: FeedbackFn | str | None) -> FeedbackFn | No
     raise TypeError(f"feedback_fn must be a callable or a 'module:function' string, got {feedback_fn!r}")
 
 
+def chat_prompt(task: Mapping[str, Any]) -> Messages:
+    """A task row's ``prompt`` as chat messages (a string is one user message), or
+    ``ValueError`` naming the field."""
+    prompt = task.get("prompt")
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if (
+        not isinstance(prompt, list)
+        or not prompt
+        or not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in prompt)
+    ):
+        raise ValueError(
+            "task field 'prompt' must be a non-empty list of chat messages ({'role', 'content'})"
+        )
+    return prompt
+
+
 def describe_exception(where: str, exc: BaseException) -> str:
     return f"{where} raised {type(exc).__name__}: {exc}"
 

@@ -39,7 +39,7 @@ import skyrl_gym
 
 from ..core import Messages, Turn
 from .gem_env import render_info
-from .peer_env import FeedbackFn, PeerEnv, PeerError, PeerStep
+from .peer_env import FeedbackFn, PeerEnv, PeerError, PeerStep, chat_prompt
 
 ENV_CLASS = "env_class"
 
@@ -97,17 +97,7 @@ class SkyRLEnv(PeerEnv):
         self.skyrl_env: Any = None
 
     def validate_task(self, task: dict[str, Any]) -> dict[str, Any]:
-        prompt = task.get("prompt")
-        if isinstance(prompt, str):
-            prompt = [{"role": "user", "content": prompt}]
-        if (
-            not isinstance(prompt, list)
-            or not prompt
-            or not all(isinstance(m, Mapping) and "content" in m for m in prompt)
-        ):
-            raise ValueError(
-                "task field 'prompt' must be a non-empty list of chat messages ({'role', 'content'})"
-            )
+        prompt = chat_prompt(task)
         env_class = self.env_class or task.get(ENV_CLASS)
         if env_class is None:
             raise ValueError(f"task has no {ENV_CLASS!r} and SkyRLEnv was given no env")

@@ -42,7 +42,7 @@ import verifiers as vf
 
 from ..core import Messages, Turn
 from ..feedback import Verdict
-from .peer_env import FeedbackFn, PeerEnv, PeerError, PeerStep
+from .peer_env import FeedbackFn, PeerEnv, PeerError, PeerStep, chat_prompt
 from .verifiers_bridge import (
     Request,
     RolloutDriver,
@@ -137,17 +137,7 @@ class VerifiersEnv(PeerEnv):
 
     # -- tasks --------------------------------------------------------------------------------
     def validate_task(self, task: dict[str, Any]) -> dict[str, Any]:
-        prompt = task.get("prompt")
-        if isinstance(prompt, str):
-            prompt = [{"role": "user", "content": prompt}]
-        if (
-            not isinstance(prompt, list)
-            or not prompt
-            or not all(isinstance(m, Mapping) and "role" in m for m in prompt)
-        ):
-            raise ValueError(
-                "task field 'prompt' must be a non-empty list of chat messages ({'role', 'content'})"
-            )
+        prompt = chat_prompt(task)
         return {**task, "prompt": prompt, "example_id": task.get("example_id", 0)}
 
     def task_id(self, task: dict[str, Any], index: int | None) -> str:
