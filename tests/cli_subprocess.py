@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ORIGINAL_ENV = dict(os.environ)  # as the suite started, before any test ran
 SDPO = str(Path(sys.executable).with_name("sdpo"))
 # The tiny model, as small as a run gets: a real job in seconds.
 TINY_JOB = [
@@ -22,6 +23,11 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.pop("SDPO_DEBUG", None)
+    # What an in-process ``main()`` of another test may have left in this process's environment
+    # (``quiet_libraries``): a user's shell has neither.
+    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        if name not in ORIGINAL_ENV:
+            env.pop(name, None)
     return env
 
 

@@ -134,7 +134,10 @@ class TrainProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc="train", unit="step", dynamic_ncols=True)
+            # Added only when the job shows progress: an inherited TQDM_DISABLE must not hide it.
+            self.bar = tqdm(
+                total=state.max_steps, desc="train", unit="step", dynamic_ncols=True, disable=False
+            )
             self.bar.update(state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
