@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -35,8 +36,9 @@ from sdpo_envs.executors.local_cluster import LocalRayCluster
 RESULTS = Path(__file__).with_name("results") / "ray_judging.json"
 
 
-def math_batch(n: int) -> Callable[[], tuple[list, list[str]]]:
-    factory = make_env_factory("sdpo/Math-v0")
+def env_batch(env_id: str, n: int, action: Callable[[Any, int], str]) -> Callable[[], tuple[list, list[str]]]:
+    """A builder of ``n`` fresh envs of ``env_id`` on its tasks in turn, each with ``action(env, i)``."""
+    factory = make_env_factory(env_id)
     tasks = factory().tasks
 
     def build() -> tuple[list, list[str]]:
@@ -44,28 +46,25 @@ def math_batch(n: int) -> Callable[[], tuple[list, list[str]]]:
         for i in range(n):
             env = factory()
             env.reset(seed=0, options={"index": i % len(tasks)})
-            answer = env.task["answer"]
-            actions.append((f"\\boxed{{{answer}}}", "\\boxed{-7.5}", "no final answer")[i % 3])
+            actions.append(action(env, i))
             envs.append(env)
         return envs, actions
 
     return build
+
+
+def math_batch(n: int) -> Callable[[], tuple[list, list[str]]]:
+    """Right, wrong and unparsable answers in turn."""
+    return env_batch(
+        "sdpo/Math-v0",
+        n,
+        lambda env, i: (f"\\boxed{{{env.task['answer']}}}", "\\boxed{-7.5}", "no final answer")[i % 3],
+    )
 
 
 def code_batch(n: int) -> Callable[[], tuple[list, list[str]]]:
-    factory = make_env_factory("sdpo/CodeExec-v0")
-    tasks = factory().tasks
-
-    def build() -> tuple[list, list[str]]:
-        envs, actions = [], []
-        for i in range(n):
-            env = factory()
-            env.reset(seed=0, options={"index": i % len(tasks)})
-            actions.append(env.oracle_actions(env.task)[0])
-            envs.append(env)
-        return envs, actions
-
-    return build
+    """Each task's canonical solution."""
+    return env_batch("sdpo/CodeExec-v0", n, lambda env, i: env.oracle_actions(env.task)[0])
 
 
 def timed_steps(executor: Executor, build: Callable, rounds: int) -> tuple[float, list[str]]:
